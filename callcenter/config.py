@@ -1,0 +1,328 @@
+"""Server settings: TOML files with ``CALLCENTER_<SECTION>_<KEY>`` overrides.
+
+Settings describe how this server runs (addresses, limits, paths). Business
+data (users, queues, customers) lives in the database instead. Every key is
+declared here with its type and bounds, so a wrong key or value stops start-up
+with a message naming the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CALLCENTER_"
+#: Environment variables with this prefix that are not setting overrides.
+ENV_RESERVED = frozenset({"CALLCENTER_CONFIG"})
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong kind."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"setting {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+def _bounds(low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    return {"low": low, "high": high}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=_bounds(0, 65535))
+    #: Largest request body accepted (a security limit).
+    max_body_bytes: int = field(default=1_048_576, metadata=_bounds(1024, 64 * 1_048_576))
+    #: Public origin the console is served from; used for CSRF origin checks when set.
+    public_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SipSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=5060, metadata=_bounds(0, 65535))
+    #: Address put in Via, Contact and SDP; empty means ``host``.
+    advertised_address: str = ""
+    #: Digest realm of agent extensions; stored HA1 hashes depend on it.
+    realm: str = "callcenter"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    #: SQLAlchemy URL: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://...``.
+    url: str = "sqlite+aiosqlite:///var/callcenter.db"
+    #: Apply Alembic migrations when the server starts.
+    upgrade_on_start: bool = True
+    pool_size: int = field(default=10, metadata=_bounds(1, 200))
+    #: Seconds to wait for a connection or a statement before calling the database down.
+    timeout_seconds: float = field(default=5.0, metadata=_bounds(0.1, 300))
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    #: Empty: live state stays in this process. ``redis://host:port/db`` shares it.
+    url: str = ""
+    key_prefix: str = "cc:"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    #: Folder of the durable spool that interactions and tickets pass through.
+    directory: str = "var/spool"
+    #: Records applied to the database in one transaction at most.
+    batch_size: int = field(default=256, metadata=_bounds(1, 10_000))
+    #: A spool segment file is closed and a new one begun past this size.
+    segment_bytes: int = field(default=16 * 1_048_576, metadata=_bounds(4096, 1 << 32))
+    #: Largest single record (a security limit).
+    max_record_bytes: int = field(default=1_048_576, metadata=_bounds(1024, 64 * 1_048_576))
+    #: Longest pause between retries while the database is unreachable.
+    max_retry_seconds: float = field(default=5.0, metadata=_bounds(0.05, 300))
+    #: How long an API request waits for its record to reach the database
+    #: before answering 202 (recorded, not yet applied).
+    apply_wait_seconds: float = field(default=3.0, metadata=_bounds(0, 60))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    session_ttl_seconds: int = field(default=8 * 3600, metadata=_bounds(60, 30 * 86400))
+    #: Sessions idle this long expire before their time-to-live.
+    session_idle_seconds: int = field(default=3600, metadata=_bounds(60, 30 * 86400))
+    #: Failed logins per account (or per address) within the window before throttling.
+    login_max_failures: int = field(default=5, metadata=_bounds(1, 1000))
+    login_window_seconds: int = field(default=300, metadata=_bounds(1, 86400))
+    #: Lock-out after the limit; doubles with each further failure up to an hour.
+    login_lockout_seconds: int = field(default=30, metadata=_bounds(1, 3600))
+    #: Mark session cookies Secure (set when served over HTTPS).
+    secure_cookies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    #: IANA time zone for business hours, SLA clocks and reports.
+    time_zone: str = "UTC"
+    #: Region (ISO 3166 alpha-2) assumed for phone numbers written without a country code.
+    default_region: str = "CN"
+    default_language: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    default_page_size: int = field(default=50, metadata=_bounds(1, 1000))
+    max_page_size: int = field(default=200, metadata=_bounds(1, 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSettings:
+    #: Hours to first response and to resolution, by priority.
+    first_response_hours: dict[str, float] = field(
+        default_factory=lambda: {"urgent": 1, "high": 4, "normal": 8, "low": 24}
+    )
+    resolution_hours: dict[str, float] = field(
+        default_factory=lambda: {"urgent": 8, "high": 24, "normal": 72, "low": 120}
+    )
+    #: Complaints are handled faster: a complaint never has less than this priority.
+    complaint_min_priority: str = "high"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    #: ``production`` or ``demo``; demo seeds data and allows its known passwords.
+    mode: str = "production"
+    data_dir: str = "var"
+    http: HttpSettings = field(default_factory=HttpSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    tickets: TicketSettings = field(default_factory=TicketSettings)
+    #: Demo seed data (``[seed]`` tables), validated by :mod:`callcenter.demo`.
+    seed: dict[str, Any] = field(default_factory=dict)
+
+
+_CHOICES: dict[str, frozenset[str]] = {
+    "mode": frozenset({"production", "demo"}),
+    "tickets.complaint_min_priority": frozenset({"low", "normal", "high", "urgent"}),
+    "site.default_language": frozenset({"en", "zh-CN"}),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, "a table"
+    )
+
+
+def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        value = _parse_env(key, tp, value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        return value
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a table, got {value!r}")
+        _, value_type = typing.get_args(tp)
+        if value_type is Any:
+            return dict(value)
+        return {k: _coerce(f"{key}.{k}", value_type, v, False) for k, v in value.items()}
+    raise ConfigError(key, f"unsupported setting type {tp!r}")  # pragma: no cover
+
+
+def _parse_env(key: str, tp: Any, raw: str) -> Any:
+    if tp is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(key, f"expected true or false, got {raw!r}")
+    if tp is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
+    if tp is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(key, f"expected a number, got {raw!r}") from None
+    if tp is str:
+        return raw
+    raise ConfigError(key, "cannot be set from the environment; set it in the TOML file")
+
+
+def _check(key: str, spec: dataclasses.Field[Any], value: Any) -> None:
+    low, high = spec.metadata.get("low"), spec.metadata.get("high")
+    if low is not None and value < low:
+        raise ConfigError(key, f"expected at least {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(key, f"expected at most {high}, got {value!r}")
+    choices = _CHOICES.get(key)
+    if choices is not None and value not in choices:
+        raise ConfigError(key, f"expected one of {', '.join(sorted(choices))}, got {value!r}")
+
+
+def _build(cls: Any, data: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{prefix}{key}", f"unknown setting (known here: {known})")
+    kwargs: dict[str, Any] = {}
+    for name, spec in names.items():
+        key = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            sub = data.get(name, {})
+            if not isinstance(sub, dict):
+                raise ConfigError(key, f"expected a table, got {sub!r}")
+            kwargs[name] = _build(tp, sub, f"{key}.", env)
+            continue
+        env_name = ENV_PREFIX + key.replace(".", "_").upper()
+        if env_name in env:
+            value = _coerce(key, tp, env[env_name], True)
+        elif name in data:
+            value = _coerce(key, tp, data[name], False)
+        else:
+            continue
+        if not isinstance(value, dict):
+            _check(key, spec, value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _known_env_names(cls: Any = Settings, prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        tp = hints[spec.name]
+        key = f"{prefix}{spec.name}"
+        if dataclasses.is_dataclass(tp):
+            names |= _known_env_names(tp, f"{key}.")
+        elif not isinstance(tp, types.GenericAlias):
+            names.add(ENV_PREFIX + key.replace(".", "_").upper())
+    return names
+
+
+def load_settings(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings from ``path`` (TOML) with environment overrides.
+
+    Raises :class:`ConfigError` naming the first wrong key or value.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("CALLCENTER_CONFIG") or None
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("config", f"file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    known = _known_env_names()
+    for name in env:
+        if name.startswith(ENV_PREFIX) and name not in known and name not in ENV_RESERVED:
+            raise ConfigError(name, "unknown environment override")
+    settings: Settings = _build(Settings, data, "", env)
+    _check_cross(settings)
+    return settings
+
+
+def _check_cross(settings: Settings) -> None:
+    try:
+        zoneinfo.ZoneInfo(settings.site.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            "site.time_zone", f"expected an IANA time zone, got {settings.site.time_zone!r}"
+        ) from None
+    url = settings.database.url
+    if not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+        raise ConfigError(
+            "database.url",
+            "expected sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB",
+        )
+    if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://")):
+        raise ConfigError("redis.url", "expected empty or redis://HOST:PORT/DB")
+    if settings.api.default_page_size > settings.api.max_page_size:
+        raise ConfigError("api.default_page_size", "expected at most api.max_page_size")
+    for table in ("first_response_hours", "resolution_hours"):
+        hours = getattr(settings.tickets, table)
+        for priority in ("low", "normal", "high", "urgent"):
+            if priority not in hours or hours[priority] <= 0:
+                raise ConfigError(
+                    f"tickets.{table}.{priority}", "expected a positive number of hours"
+                )
+    if len(settings.site.default_region) != 2 or not settings.site.default_region.isalpha():
+        raise ConfigError("site.default_region", "expected a two-letter region code such as CN")

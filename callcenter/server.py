@@ -1,0 +1,97 @@
+"""Running the server: open the services, serve HTTP, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+from sqlalchemy import select
+
+from callcenter.config import Settings
+from callcenter.services import Services, close_services, open_services
+from callcenter.store.models import User
+from callcenter.web.app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class StartupRefused(RuntimeError):
+    """The server will not start as configured; the message says why."""
+
+
+class Server:
+    """One server process: services plus the HTTP listener.
+
+    ``await start()`` returns once it listens (``port`` is the bound port,
+    useful with port 0); ``await stop()`` closes everything.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.services: Services | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http.host}:{self.port}"
+
+    async def start(self) -> None:
+        self.services = await open_services(self.settings)
+        try:
+            if self.settings.mode != "demo":
+                await _refuse_demo_credentials(self.services)
+            self._runner = web.AppRunner(create_app(self.services), access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.port = int(self._runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.services is not None:
+            await close_services(self.services)
+            self.services = None
+
+
+async def _refuse_demo_credentials(services: Services) -> None:
+    async with services.sessions() as db:
+        names = list(
+            (
+                await db.execute(
+                    select(User.username).where(User.demo_credential.is_(True), User.active.is_(True))
+                )
+            ).scalars()
+        )
+    if names:
+        raise StartupRefused(
+            "demo passwords are still in use for "
+            + ", ".join(sorted(names))
+            + "; change them (callcenter users passwd NAME) or disable those users, "
+            "or run in demo mode"
+        )
+
+
+async def serve(settings: Settings, on_ready: Callable[[Server], None] | None = None) -> None:
+    """Run until SIGINT or SIGTERM."""
+    server = Server(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await server.stop()

@@ -1,0 +1,1 @@
+"""Durable storage: the data model, repositories, migrations and the spool."""

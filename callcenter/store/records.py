@@ -1,0 +1,219 @@
+"""The kinds of spooled record and how each is applied to the database.
+
+Each applier reads what it needs, decides, and only then writes, so that a
+:class:`RecordRejected` leaves nothing half-done inside a shared batch.
+Payloads are plain JSON with times as ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from callcenter.clock import from_iso
+from callcenter.store.models import (
+    AuditEntry,
+    Interaction,
+    QueueLogEntry,
+    Ticket,
+    TicketChange,
+    TicketComment,
+    TicketInteraction,
+)
+from callcenter.store.recorder import Applier, RecordRejected
+from callcenter.tickets.lifecycle import IllegalTransition, TicketState, transition
+
+INTERACTION_RECORDED = "interaction.recorded"
+TICKET_CREATED = "ticket.created"
+TICKET_UPDATED = "ticket.updated"
+TICKET_TRANSITIONED = "ticket.transitioned"
+TICKET_COMMENTED = "ticket.commented"
+QUEUE_LOG = "queue_log.appended"
+
+_INTERACTION_TIMES = ("arrived_at", "queued_at", "offered_at", "answered_at", "ended_at")
+_TICKET_TIMES = ("created_at", "updated_at", "first_response_due", "resolution_due")
+#: Ticket fields a ``ticket.updated`` record may change (each change goes to the history).
+TICKET_EDITABLE = ("subject", "description", "category", "priority", "assignee_id", "customer_id")
+
+
+def _times(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    out = dict(data)
+    for name in names:
+        if name in out:
+            out[name] = from_iso(out[name])
+    return out
+
+
+def _upsert(conn: AsyncConnection, table: Any, row: dict[str, Any], key: str) -> Any:
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(table).values(**row)
+    changes = {k: stmt.excluded[k] for k in row if k != key}
+    return stmt.on_conflict_do_update(index_elements=[key], set_=changes)
+
+
+async def _history(
+    conn: AsyncConnection,
+    ticket_id: str,
+    actor_id: int | None,
+    at: dt.datetime,
+    changes: list[tuple[str, Any, Any]],
+) -> None:
+    if changes:
+        await conn.execute(
+            insert(TicketChange.__table__),
+            [
+                {
+                    "ticket_id": ticket_id,
+                    "actor_id": actor_id,
+                    "field": field,
+                    "old_value": None if old is None else str(old),
+                    "new_value": None if new is None else str(new),
+                    "at": at,
+                }
+                for field, old, new in changes
+            ],
+        )
+
+
+async def _insert_ticket(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    row = _times(data, _TICKET_TIMES)
+    actor = row.get("created_by_id")
+    links = row.pop("interaction_ids", [])
+    row.setdefault("status", "new")
+    await conn.execute(insert(Ticket.__table__).values(**row))
+    await _history(conn, row["id"], actor, row["created_at"], [("status", None, row["status"])])
+    if links:
+        await conn.execute(
+            insert(TicketInteraction.__table__),
+            [{"ticket_id": row["id"], "interaction_id": i} for i in links],
+        )
+    return {"ticket_id": row["id"], "number": row["number"]}
+
+
+async def apply_interaction(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    """An interaction as it stands (inserted, or updated by a later record), and
+    optionally the ticket it opens, in the same transaction."""
+    row = _times(data["interaction"], _INTERACTION_TIMES)
+    await conn.execute(_upsert(conn, Interaction.__table__, row, "id"))
+    result: dict[str, Any] = {"interaction_id": row["id"]}
+    ticket = data.get("ticket")
+    if ticket is not None:
+        ticket = dict(ticket)
+        ticket["interaction_ids"] = [row["id"]]
+        result.update(await _insert_ticket(conn, ticket))
+    return result
+
+
+async def apply_ticket_created(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    links = data.get("interaction_ids", [])
+    if links:
+        table = Interaction.__table__
+        found = (await conn.execute(select(table.c.id).where(table.c.id.in_(links)))).all()
+        if len(found) != len(set(links)):
+            raise RecordRejected("a linked interaction does not exist", "not_found")
+    return await _insert_ticket(conn, data)
+
+
+async def _ticket_row(conn: AsyncConnection, ticket_id: str) -> Any:
+    table = Ticket.__table__
+    stmt = select(table).where(table.c.id == ticket_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        raise RecordRejected(f"ticket {ticket_id} does not exist", "not_found")
+    return row
+
+
+async def apply_ticket_updated(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    current = await _ticket_row(conn, data["id"])
+    if current["status"] == "closed":
+        raise RecordRejected("a closed ticket cannot be edited", "ticket_closed")
+    at = from_iso(data["at"])
+    assert at is not None
+    changes = {
+        k: v for k, v in data["changes"].items() if k in TICKET_EDITABLE and current[k] != v
+    }
+    if changes:
+        await conn.execute(
+            update(Ticket.__table__)
+            .where(Ticket.__table__.c.id == data["id"])
+            .values(**changes, updated_at=at)
+        )
+        await _history(
+            conn,
+            data["id"],
+            data.get("actor_id"),
+            at,
+            [(k, current[k], v) for k, v in changes.items()],
+        )
+    return {"ticket_id": data["id"], "changed": sorted(changes)}
+
+
+async def apply_ticket_transitioned(
+    conn: AsyncConnection, data: dict[str, Any]
+) -> dict[str, Any]:
+    current = await _ticket_row(conn, data["id"])
+    at = from_iso(data["at"])
+    assert at is not None
+    state = TicketState(current["status"], current["category"], current["first_responded_at"])
+    try:
+        changes = transition(state, data["to"], at, data.get("resolution", ""))
+    except IllegalTransition as exc:
+        raise RecordRejected(str(exc), "illegal_transition") from None
+    await conn.execute(
+        update(Ticket.__table__)
+        .where(Ticket.__table__.c.id == data["id"])
+        .values(**changes, updated_at=at)
+    )
+    history = [("status", current["status"], changes["status"])]
+    if "resolution" in changes:
+        history.append(("resolution", current["resolution"] or None, changes["resolution"]))
+    await _history(conn, data["id"], data.get("actor_id"), at, history)
+    return {"ticket_id": data["id"], "status": changes["status"]}
+
+
+async def apply_ticket_commented(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    current = await _ticket_row(conn, data["ticket_id"])
+    if current["status"] == "closed":
+        raise RecordRejected("a closed ticket takes no more comments", "ticket_closed")
+    row = _times(data, ("created_at",))
+    await conn.execute(insert(TicketComment.__table__).values(**row))
+    values: dict[str, Any] = {"updated_at": row["created_at"]}
+    # A reply the customer can see is the first response the SLA clock waits for.
+    if not row.get("internal") and current["first_responded_at"] is None:
+        values["first_responded_at"] = row["created_at"]
+    await conn.execute(
+        update(Ticket.__table__).where(Ticket.__table__.c.id == data["ticket_id"]).values(**values)
+    )
+    return {"ticket_id": data["ticket_id"], "comment_id": row["id"]}
+
+
+async def apply_queue_log(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    await conn.execute(insert(QueueLogEntry.__table__).values(**_times(data, ("at",))))
+    return {"id": data["id"]}
+
+
+APPLIERS: dict[str, Applier] = {
+    INTERACTION_RECORDED: apply_interaction,
+    TICKET_CREATED: apply_ticket_created,
+    TICKET_UPDATED: apply_ticket_updated,
+    TICKET_TRANSITIONED: apply_ticket_transitioned,
+    TICKET_COMMENTED: apply_ticket_commented,
+    QUEUE_LOG: apply_queue_log,
+}
+
+
+AUDIT_RECORDED = "audit.recorded"
+
+
+async def apply_audit(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    await conn.execute(insert(AuditEntry.__table__).values(**_times(data, ("at",))))
+    return {}
+
+
+APPLIERS[AUDIT_RECORDED] = apply_audit

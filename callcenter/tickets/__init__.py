@@ -1,0 +1,1 @@
+"""Service tickets: the lifecycle and the SLA clock (pure, no I/O)."""

@@ -1,0 +1,58 @@
+"""The aiohttp application: REST API under /api/v1, health, metrics, websocket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from callcenter.services import Services
+from callcenter.web import openapi
+from callcenter.web.api import OPENAPI, SERVICES, bind
+from callcenter.web.errors import errors_middleware
+from callcenter.web.routes import api, session, system
+
+API_PREFIX = "/api/v1"
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics = request.app[SERVICES].metrics
+    metrics.requests.labels(request.method, route, str(response.status)).inc()
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
+def create_app(services: Services) -> web.Application:
+    app = web.Application(
+        client_max_size=services.settings.http.max_body_bytes,
+        middlewares=[metrics_middleware, security_headers, errors_middleware],
+    )
+    app[SERVICES] = services
+    for route in api.routes:
+        app.router.add_route(route.method, API_PREFIX + route.path, bind(route))
+    app.router.add_get(API_PREFIX + "/ws", session.websocket)
+    app.router.add_get(API_PREFIX + "/openapi.json", system.openapi)
+    app.router.add_get("/healthz", system.healthz)
+    app.router.add_get("/metrics", system.metrics)
+    app[OPENAPI] = openapi.build(api.routes, API_PREFIX)
+    return app

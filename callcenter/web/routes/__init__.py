@@ -1,0 +1,19 @@
+"""The REST API under ``/api/v1``: one module per resource, all declared on :data:`api`."""
+
+from callcenter.web.api import Api
+
+api = Api()
+
+# Importing the modules registers their routes on ``api``.
+from callcenter.web.routes import (  # noqa: E402
+    callbacks,
+    customers,
+    queues,
+    reference,
+    session,
+    system,
+    tickets,
+    users,
+)
+
+__all__ = ["api", "callbacks", "customers", "queues", "reference", "session", "system", "tickets", "users"]
