@@ -36,12 +36,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     path = args.config or (DEMO_CONFIG if DEMO_CONFIG.exists() else None)
     if path is None:
-        print("error: no demo configuration; run from the project folder or pass --config",
-              file=sys.stderr)
+        print(
+            "error: no demo configuration; run from the project folder or pass --config",
+            file=sys.stderr,
+        )
         return 2
     settings = load_settings(path)
     if settings.mode != "demo":
-        print(f"error: {path} does not set mode = \"demo\"", file=sys.stderr)
+        print(f'error: {path} does not set mode = "demo"', file=sys.stderr)
         return 2
     asyncio.run(run_demo(settings))
     return 0
@@ -123,7 +125,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_users_passwd(args: argparse.Namespace) -> int:
-    from sqlalchemy import select, delete
+    from sqlalchemy import delete, select
 
     from callcenter.credentials import hash_password, password_problem
     from callcenter.store import db
@@ -162,7 +164,9 @@ def _cmd_customers_import(args: argparse.Namespace) -> int:
     from callcenter.customer_import import run_import
 
     settings = _settings(args)
-    return asyncio.run(run_import(settings, Path(args.file), args.rejects and Path(args.rejects)))
+    rejects = Path(args.rejects) if args.rejects else None
+    code: int = asyncio.run(run_import(settings, Path(args.file), rejects))
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("serve", "run the server").set_defaults(func=_cmd_serve)
-    command("demo", "run the demo: SQLite, seeded data, server started").set_defaults(func=_cmd_demo)
+    command("demo", "run the demo: SQLite, seeded data, server started").set_defaults(
+        func=_cmd_demo
+    )
 
     db_cmd = commands.add_parser("db", help="database maintenance")
     db_sub = db_cmd.add_subparsers(dest="db_command", required=True)

@@ -272,9 +272,7 @@ def _known_env_names(cls: Any = Settings, prefix: str = "") -> set[str]:
     return names
 
 
-def load_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``path`` (TOML) with environment overrides.
 
     Raises :class:`ConfigError` naming the first wrong key or value.

@@ -14,7 +14,14 @@ from callcenter.server import Server
 from callcenter.services import Services
 from callcenter.store import records
 from callcenter.store.customers import create_customer
-from callcenter.store.models import BusinessHours, CannedResponse, Customer, DispositionCode, Holiday, User
+from callcenter.store.models import (
+    BusinessHours,
+    CannedResponse,
+    Customer,
+    DispositionCode,
+    Holiday,
+    User,
+)
 from callcenter.store.queues import save_queue
 from callcenter.store.tickets import new_ticket
 from callcenter.store.users import create_user
@@ -71,11 +78,18 @@ async def seed(services: Services) -> bool:
             db.add(CannedResponse(**canned))
         calendar = data.get("calendar", {})
         for span in calendar.get("hours", []):
-            db.add(BusinessHours(calendar="default", weekday=span["weekday"],
-                                 opens=dt.time.fromisoformat(span["opens"]),
-                                 closes=dt.time.fromisoformat(span["closes"])))
+            db.add(
+                BusinessHours(
+                    calendar="default",
+                    weekday=span["weekday"],
+                    opens=dt.time.fromisoformat(span["opens"]),
+                    closes=dt.time.fromisoformat(span["closes"]),
+                )
+            )
         for day in calendar.get("holidays", []):
-            db.add(Holiday(calendar="default", day=dt.date.fromisoformat(day["day"]), name=day["name"]))
+            db.add(
+                Holiday(calendar="default", day=dt.date.fromisoformat(day["day"]), name=day["name"])
+            )
         await db.commit()
         accounts = {c.account_number: c.id for c in (await db.execute(select(Customer))).scalars()}
         admin = (await db.execute(select(User.id).where(User.role == "admin"))).scalar()

@@ -67,7 +67,9 @@ async def _refuse_demo_credentials(services: Services) -> None:
         names = list(
             (
                 await db.execute(
-                    select(User.username).where(User.demo_credential.is_(True), User.active.is_(True))
+                    select(User.username).where(
+                        User.demo_credential.is_(True), User.active.is_(True)
+                    )
                 )
             ).scalars()
         )

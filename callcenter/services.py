@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callcenter.clock import to_iso, utcnow
 from callcenter.config import Settings
 from callcenter.store import db
-from callcenter.store.records import APPLIERS, AUDIT_RECORDED
 from callcenter.store.recorder import Recorder
+from callcenter.store.records import APPLIERS, AUDIT_RECORDED
 from callcenter.store.spool import Spool
 from callcenter.web.metrics import Metrics
 from callcenter.web.sockets import SocketHub

@@ -6,14 +6,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import ColumnElement, Select, delete, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.clock import utcnow
 from callcenter.phones import to_e164
 from callcenter.store.models import Customer, CustomerContact
 
-CUSTOMER_FIELDS = ("name", "account_number", "company", "tier", "value_score", "notes", "tags", "language")
+CUSTOMER_FIELDS = (
+    "name",
+    "account_number",
+    "company",
+    "tier",
+    "value_score",
+    "notes",
+    "tags",
+    "language",
+)
 
 
 class CustomerInputError(ValueError):
@@ -32,15 +41,21 @@ class CustomerView:
     emails: list[dict[str, str]] = field(default_factory=list)
 
 
-def normalize_phones(values: Sequence[Any], region: str, field_name: str = "phones") -> list[tuple[str, str]]:
+def normalize_phones(
+    values: Sequence[Any], region: str, field_name: str = "phones"
+) -> list[tuple[str, str]]:
     """(E.164, label) pairs; an invalid or withheld number is an error here, since a
     person typed it in and should hear about it."""
     out: list[tuple[str, str]] = []
     for index, item in enumerate(values):
-        raw, label = (item, "") if isinstance(item, str) else (item.get("number", ""), item.get("label", ""))
+        raw, label = (
+            (item, "") if isinstance(item, str) else (item.get("number", ""), item.get("label", ""))
+        )
         e164 = to_e164(raw, region)
         if e164 is None:
-            raise CustomerInputError(f"{field_name}[{index}]", f"{raw!r} is not a valid phone number")
+            raise CustomerInputError(
+                f"{field_name}[{index}]", f"{raw!r} is not a valid phone number"
+            )
         if e164 not in {p for p, _ in out}:
             out.append((e164, label))
     return out
@@ -58,9 +73,7 @@ def normalize_emails(values: Sequence[str], field_name: str = "emails") -> list[
     return out
 
 
-async def create_customer(
-    db: AsyncSession, data: dict[str, Any], region: str
-) -> Customer:
+async def create_customer(db: AsyncSession, data: dict[str, Any], region: str) -> Customer:
     """Add a customer (the caller commits). Raises :class:`CustomerInputError`."""
     phones = normalize_phones(data.get("phones", []), region)
     emails = normalize_emails(data.get("emails", []))
@@ -115,7 +128,11 @@ async def update_customer(
             if "phones" in data
             else [(p["number"], p["label"]) for p in current.phones]
         )
-        emails = normalize_emails(data["emails"]) if "emails" in data else [e["email"] for e in current.emails]
+        emails = (
+            normalize_emails(data["emails"])
+            if "emails" in data
+            else [e["email"] for e in current.emails]
+        )
         await db.execute(delete(CustomerContact).where(CustomerContact.customer_id == customer.id))
         _add_contacts(db, customer.id, phones, emails)
         changed["contacts"] = ("", "")
@@ -149,7 +166,7 @@ def lookup_query(
 ) -> Select[tuple[Customer]]:
     """One indexed query finding customers by any identity given (E.164 phone,
     lower-case e-mail, account number)."""
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     identities = [("phone", phone), ("email", email)]
     wanted = [(kind, value) for kind, value in identities if value]
     if wanted:
@@ -160,7 +177,7 @@ def lookup_query(
     if account:
         conditions.append(Customer.account_number == account)
     if not conditions:
-        return select(Customer).where(False)
+        return select(Customer).where(false())
     return select(Customer).where(or_(*conditions)).order_by(Customer.id)
 
 
@@ -188,7 +205,9 @@ def search_query(text: str | None, tier: str | None, region: str) -> Select[tupl
     if tier:
         stmt = stmt.where(Customer.tier == tier)
     if text:
-        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = (
+            "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        )
         by_contact = select(CustomerContact.customer_id).where(
             func.lower(CustomerContact.value).like(pattern, escape="\\")
         )

@@ -9,7 +9,7 @@ changes go through Alembic migrations in ``store/migrations``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     Time,
     UniqueConstraint,
@@ -62,7 +63,11 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: UtcDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UtcDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
 
 
 ROLES = ("agent", "supervisor", "admin")
@@ -124,7 +129,9 @@ class UserSkill(Base):
     __tablename__ = "user_skills"
     __table_args__ = (CheckConstraint("proficiency BETWEEN 1 AND 5", name="proficiency"),)
 
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     skill_id: Mapped[int] = mapped_column(
         ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True
     )
@@ -437,3 +444,10 @@ class SpoolCheckpoint(Base):
 
     spool_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, for bulk statements outside an ORM session."""
+    result = model.__table__
+    assert isinstance(result, Table)
+    return result

@@ -12,8 +12,16 @@ from callcenter.store.models import Queue, QueueSkill, Skill
 from callcenter.store.users import UserInputError, skill_ids
 
 QUEUE_FIELDS = (
-    "display_name", "channel", "strategy", "sl_target_percent", "sl_threshold_seconds", "priority",
-    "wrapup_seconds", "offer_timeout_seconds", "max_waiting", "max_wait_seconds",
+    "display_name",
+    "channel",
+    "strategy",
+    "sl_target_percent",
+    "sl_threshold_seconds",
+    "priority",
+    "wrapup_seconds",
+    "offer_timeout_seconds",
+    "max_waiting",
+    "max_wait_seconds",
 )
 
 
@@ -44,8 +52,11 @@ async def save_queue(
     if queue is None:
         if (await db.execute(select(Queue.id).where(Queue.name == data["name"]))).first():
             raise UserInputError("name", "is already taken")
-        queue = Queue(name=data["name"], display_name=data.get("display_name") or data["name"],
-                      created_at=utcnow())
+        queue = Queue(
+            name=data["name"],
+            display_name=data.get("display_name") or data["name"],
+            created_at=utcnow(),
+        )
         db.add(queue)
     for key in QUEUE_FIELDS:
         if key in data:
@@ -68,9 +79,11 @@ async def queue_json(db: AsyncSession, queues: list[Queue]) -> list[dict[str, An
     )
     for queue_id, name, level in rows:
         skills[queue_id][name] = level
-    names = {
-        q_id: name for q_id, name in await db.execute(select(Queue.id, Queue.name))
-    } if any(q.overflow_queue_id for q in queues) else {}
+    names = (
+        {q_id: name for q_id, name in await db.execute(select(Queue.id, Queue.name))}
+        if any(q.overflow_queue_id for q in queues)
+        else {}
+    )
     return [
         {
             "id": q.id,

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from callcenter.store.models import SpoolCheckpoint
+from callcenter.store.models import SpoolCheckpoint, table
 from callcenter.store.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -256,20 +256,20 @@ class Recorder:
             os.fsync(fh.fileno())
 
     async def _checkpoint(self, conn: AsyncConnection) -> int:
-        table = SpoolCheckpoint.__table__
-        stmt = select(table.c.last_seq).where(table.c.spool_id == self.spool.spool_id)
+        tbl = table(SpoolCheckpoint)
+        stmt = select(tbl.c.last_seq).where(tbl.c.spool_id == self.spool.spool_id)
         if conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         last = (await conn.execute(stmt)).scalar_one_or_none()
         if last is None:
-            await conn.execute(table.insert().values(spool_id=self.spool.spool_id, last_seq=0))
+            await conn.execute(tbl.insert().values(spool_id=self.spool.spool_id, last_seq=0))
             return 0
         return int(last)
 
     async def _advance(self, conn: AsyncConnection, seq: int) -> None:
-        table = SpoolCheckpoint.__table__
+        tbl = table(SpoolCheckpoint)
         await conn.execute(
-            update(table).where(table.c.spool_id == self.spool.spool_id).values(last_seq=seq)
+            update(tbl).where(tbl.c.spool_id == self.spool.spool_id).values(last_seq=seq)
         )
 
     def _deliver(self, outcomes: list[Outcome]) -> None:

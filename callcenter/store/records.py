@@ -23,6 +23,7 @@ from callcenter.store.models import (
     TicketChange,
     TicketComment,
     TicketInteraction,
+    table,
 )
 from callcenter.store.recorder import Applier, RecordRejected
 from callcenter.tickets.lifecycle import IllegalTransition, TicketState, transition
@@ -64,7 +65,7 @@ async def _history(
 ) -> None:
     if changes:
         await conn.execute(
-            insert(TicketChange.__table__),
+            insert(table(TicketChange)),
             [
                 {
                     "ticket_id": ticket_id,
@@ -84,11 +85,11 @@ async def _insert_ticket(conn: AsyncConnection, data: dict[str, Any]) -> dict[st
     actor = row.get("created_by_id")
     links = row.pop("interaction_ids", [])
     row.setdefault("status", "new")
-    await conn.execute(insert(Ticket.__table__).values(**row))
+    await conn.execute(insert(table(Ticket)).values(**row))
     await _history(conn, row["id"], actor, row["created_at"], [("status", None, row["status"])])
     if links:
         await conn.execute(
-            insert(TicketInteraction.__table__),
+            insert(table(TicketInteraction)),
             [{"ticket_id": row["id"], "interaction_id": i} for i in links],
         )
     return {"ticket_id": row["id"], "number": row["number"]}
@@ -98,7 +99,7 @@ async def apply_interaction(conn: AsyncConnection, data: dict[str, Any]) -> dict
     """An interaction as it stands (inserted, or updated by a later record), and
     optionally the ticket it opens, in the same transaction."""
     row = _times(data["interaction"], _INTERACTION_TIMES)
-    await conn.execute(_upsert(conn, Interaction.__table__, row, "id"))
+    await conn.execute(_upsert(conn, table(Interaction), row, "id"))
     result: dict[str, Any] = {"interaction_id": row["id"]}
     ticket = data.get("ticket")
     if ticket is not None:
@@ -111,16 +112,16 @@ async def apply_interaction(conn: AsyncConnection, data: dict[str, Any]) -> dict
 async def apply_ticket_created(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
     links = data.get("interaction_ids", [])
     if links:
-        table = Interaction.__table__
-        found = (await conn.execute(select(table.c.id).where(table.c.id.in_(links)))).all()
+        tbl = table(Interaction)
+        found = (await conn.execute(select(tbl.c.id).where(tbl.c.id.in_(links)))).all()
         if len(found) != len(set(links)):
             raise RecordRejected("a linked interaction does not exist", "not_found")
     return await _insert_ticket(conn, data)
 
 
 async def _ticket_row(conn: AsyncConnection, ticket_id: str) -> Any:
-    table = Ticket.__table__
-    stmt = select(table).where(table.c.id == ticket_id)
+    tbl = table(Ticket)
+    stmt = select(tbl).where(tbl.c.id == ticket_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = (await conn.execute(stmt)).mappings().first()
@@ -135,13 +136,11 @@ async def apply_ticket_updated(conn: AsyncConnection, data: dict[str, Any]) -> d
         raise RecordRejected("a closed ticket cannot be edited", "ticket_closed")
     at = from_iso(data["at"])
     assert at is not None
-    changes = {
-        k: v for k, v in data["changes"].items() if k in TICKET_EDITABLE and current[k] != v
-    }
+    changes = {k: v for k, v in data["changes"].items() if k in TICKET_EDITABLE and current[k] != v}
     if changes:
         await conn.execute(
-            update(Ticket.__table__)
-            .where(Ticket.__table__.c.id == data["id"])
+            update(table(Ticket))
+            .where(table(Ticket).c.id == data["id"])
             .values(**changes, updated_at=at)
         )
         await _history(
@@ -154,9 +153,7 @@ async def apply_ticket_updated(conn: AsyncConnection, data: dict[str, Any]) -> d
     return {"ticket_id": data["id"], "changed": sorted(changes)}
 
 
-async def apply_ticket_transitioned(
-    conn: AsyncConnection, data: dict[str, Any]
-) -> dict[str, Any]:
+async def apply_ticket_transitioned(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
     current = await _ticket_row(conn, data["id"])
     at = from_iso(data["at"])
     assert at is not None
@@ -166,8 +163,8 @@ async def apply_ticket_transitioned(
     except IllegalTransition as exc:
         raise RecordRejected(str(exc), "illegal_transition") from None
     await conn.execute(
-        update(Ticket.__table__)
-        .where(Ticket.__table__.c.id == data["id"])
+        update(table(Ticket))
+        .where(table(Ticket).c.id == data["id"])
         .values(**changes, updated_at=at)
     )
     history = [("status", current["status"], changes["status"])]
@@ -182,19 +179,19 @@ async def apply_ticket_commented(conn: AsyncConnection, data: dict[str, Any]) ->
     if current["status"] == "closed":
         raise RecordRejected("a closed ticket takes no more comments", "ticket_closed")
     row = _times(data, ("created_at",))
-    await conn.execute(insert(TicketComment.__table__).values(**row))
+    await conn.execute(insert(table(TicketComment)).values(**row))
     values: dict[str, Any] = {"updated_at": row["created_at"]}
     # A reply the customer can see is the first response the SLA clock waits for.
     if not row.get("internal") and current["first_responded_at"] is None:
         values["first_responded_at"] = row["created_at"]
     await conn.execute(
-        update(Ticket.__table__).where(Ticket.__table__.c.id == data["ticket_id"]).values(**values)
+        update(table(Ticket)).where(table(Ticket).c.id == data["ticket_id"]).values(**values)
     )
     return {"ticket_id": data["ticket_id"], "comment_id": row["id"]}
 
 
 async def apply_queue_log(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
-    await conn.execute(insert(QueueLogEntry.__table__).values(**_times(data, ("at",))))
+    await conn.execute(insert(table(QueueLogEntry)).values(**_times(data, ("at",))))
     return {"id": data["id"]}
 
 
@@ -212,7 +209,7 @@ AUDIT_RECORDED = "audit.recorded"
 
 
 async def apply_audit(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
-    await conn.execute(insert(AuditEntry.__table__).values(**_times(data, ("at",))))
+    await conn.execute(insert(table(AuditEntry)).values(**_times(data, ("at",))))
     return {}
 
 

@@ -138,7 +138,7 @@ class Spool:
         self._next_seq = next_seq
         self._segment_bytes = segment_bytes
         self.max_record_bytes = max_record_bytes
-        self._file: BinaryIO = open(segments[-1].path, "ab")  # noqa: SIM115
+        self._file: BinaryIO = open(segments[-1].path, "ab")
         self._written = segments[-1].durable_size
         self._to_sync: list[BinaryIO] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -245,7 +245,7 @@ class Spool:
         # reader never steps past records that are not yet on disk.
         self._to_sync.append(self._file)
         path = self.directory / f"{first_seq:020d}{_SEGMENT_SUFFIX}"
-        self._file = open(path, "ab")  # noqa: SIM115
+        self._file = open(path, "ab")
         self._segments.append(_Segment(first_seq, path, 0, closed=False))
         self._written = 0
 
@@ -310,7 +310,9 @@ class Spool:
             position = self._next_position(seg)
         return records, position
 
-    def _read_segment(self, seg: _Segment, offset: int, limit: int) -> tuple[list[SpoolRecord], int]:
+    def _read_segment(
+        self, seg: _Segment, offset: int, limit: int
+    ) -> tuple[list[SpoolRecord], int]:
         available = seg.durable_size - offset
         # Read a window, not the whole segment: a batch needs only ``limit``
         # records; the window grows when one record is larger than it.

@@ -108,6 +108,8 @@ def ticket_json(t: Ticket, now: dt.datetime) -> dict[str, Any]:
         "closed_at": to_iso(t.closed_at),
         "resolution": t.resolution,
         "csat_score": t.csat_score,
-        "first_response_overdue": t.first_responded_at is None and open_ and t.first_response_due < now,
+        "first_response_overdue": t.first_responded_at is None
+        and open_
+        and t.first_response_due < now,
         "resolution_overdue": open_ and t.resolution_due < now,
     }

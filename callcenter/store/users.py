@@ -22,7 +22,8 @@ class UserInputError(ValueError):
 async def skill_ids(db: AsyncSession, names: list[str], create: bool = False) -> dict[str, int]:
     """Ids of skills by name; unknown names are an error unless ``create``."""
     found = {
-        s.name: s.id for s in (await db.execute(select(Skill).where(Skill.name.in_(names)))).scalars()
+        s.name: s.id
+        for s in (await db.execute(select(Skill).where(Skill.name.in_(names)))).scalars()
     }
     for name in names:
         if name not in found:
@@ -35,7 +36,9 @@ async def skill_ids(db: AsyncSession, names: list[str], create: bool = False) ->
     return found
 
 
-async def set_skills(db: AsyncSession, user_id: int, skills: dict[str, int], create: bool = False) -> None:
+async def set_skills(
+    db: AsyncSession, user_id: int, skills: dict[str, int], create: bool = False
+) -> None:
     ids = await skill_ids(db, list(skills), create)
     await db.execute(delete(UserSkill).where(UserSkill.user_id == user_id))
     for name, level in skills.items():
@@ -87,9 +90,10 @@ async def create_user(
         raise UserInputError("password", problem)
     if (await db.execute(select(User.id).where(User.username == username))).first():
         raise UserInputError("username", "is already taken")
-    if sip_extension and (
-        await db.execute(select(User.id).where(User.sip_extension == sip_extension))
-    ).first():
+    if (
+        sip_extension
+        and (await db.execute(select(User.id).where(User.sip_extension == sip_extension))).first()
+    ):
         raise UserInputError("sip_extension", "is already assigned")
     now = utcnow()
     user = User(

@@ -125,7 +125,9 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         if route.query is not None:
             call.query = _parse_query(request, route.query)
         elif request.query:
-            raise ApiError(400, "invalid_query", f"unknown query parameter {next(iter(request.query))}")
+            raise ApiError(
+                400, "invalid_query", f"unknown query parameter {next(iter(request.query))}"
+            )
         if route.body is not None:
             call.body = await _parse_body(request, route.body)
         result = await route.handler(call)

@@ -73,9 +73,9 @@ async def session_principal(services: Services, cookie: str) -> Principal:
     async with services.sessions() as db:
         row = (
             await db.execute(
-                select(Session, User).join(User, User.id == Session.user_id).where(
-                    Session.token_hash == digest
-                )
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.token_hash == digest)
             )
         ).first()
         if row is None:
@@ -99,9 +99,9 @@ async def _from_api_token(services: Services, token: str) -> Principal:
     async with services.sessions() as db:
         row = (
             await db.execute(
-                select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-                    ApiToken.token_hash == digest
-                )
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == digest)
             )
         ).first()
     if row is None:
@@ -129,7 +129,9 @@ async def login(
         error.headers["Retry-After"] = str(int(wait) + 1)
         raise error
     async with services.sessions() as db:
-        user = (await db.execute(select(User).where(User.username == username))).scalar_one_or_none()
+        user = (
+            await db.execute(select(User).where(User.username == username))
+        ).scalar_one_or_none()
         ok = verify_password(user.password_hash if user else None, password)
         if user is None or not ok or not user.active:
             throttle.failed(keys, time.monotonic())

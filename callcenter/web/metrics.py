@@ -36,6 +36,4 @@ class Metrics:
         self.database_up = Gauge(
             "callcenter_database_up", "1 while the database answers", registry=self.registry
         )
-        self.websockets = Gauge(
-            "callcenter_websockets", "Open websockets", registry=self.registry
-        )
+        self.websockets = Gauge("callcenter_websockets", "Open websockets", registry=self.registry)

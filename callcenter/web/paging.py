@@ -17,7 +17,9 @@ PAGING: dict[str, Schema] = {
 }
 
 
-async def paginate(call: Call, db: AsyncSession, stmt: Select[Any]) -> tuple[list[Any], dict[str, Any]]:
+async def paginate(
+    call: Call, db: AsyncSession, stmt: Select[Any]
+) -> tuple[list[Any], dict[str, Any]]:
     """Run ``stmt`` for the requested page; returns (rows, paging info for the reply)."""
     limits = call.services.settings.api
     size = call.query.get("page_size", limits.default_page_size)
@@ -29,6 +31,8 @@ async def paginate(call: Call, db: AsyncSession, stmt: Select[Any]) -> tuple[lis
             {"field": "query.page_size"},
         )
     page = call.query.get("page", 1)
-    total = (await db.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))).scalar_one()
+    total = (
+        await db.execute(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    ).scalar_one()
     rows = list((await db.execute(stmt.limit(size).offset((page - 1) * size))).scalars())
     return rows, {"page": page, "page_size": size, "total": total}

@@ -172,8 +172,6 @@ class Obj(Schema):
     fields: Mapping[str, Schema]
     required: frozenset[str] = field(default_factory=frozenset)
     nullable: bool = False
-    #: Object schemas with a name appear once under ``components/schemas``.
-    name: str | None = None
 
     def _check(self, value: Any, path: str) -> Any:
         if not isinstance(value, dict):
@@ -223,9 +221,9 @@ class Map(Schema):
         return {"type": "object", "maxProperties": self.max_keys}
 
 
-def obj(required: tuple[str, ...] = (), name: str | None = None, **fields: Schema) -> Obj:
+def obj(required: tuple[str, ...] = (), /, **fields: Schema) -> Obj:
     """Shorthand: ``obj(("name",), name=Str(), tier=Str(...))``."""
-    return Obj(fields, frozenset(required), name=name)
+    return Obj(fields, frozenset(required))
 
 
 def optional(schema: Obj) -> Obj:

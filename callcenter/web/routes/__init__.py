@@ -16,4 +16,14 @@ from callcenter.web.routes import (  # noqa: E402
     users,
 )
 
-__all__ = ["api", "callbacks", "customers", "queues", "reference", "session", "system", "tickets", "users"]
+__all__ = [
+    "api",
+    "callbacks",
+    "customers",
+    "queues",
+    "reference",
+    "session",
+    "system",
+    "tickets",
+    "users",
+]

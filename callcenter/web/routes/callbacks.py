@@ -68,13 +68,22 @@ async def _check_refs(db: Any, body: dict[str, Any]) -> None:
             raise ApiError(422, "invalid_field", f"no such {what}", {"field": f"body.{key}"})
 
 
-@api.route("GET", "/callbacks", summary="List callbacks, soonest due first", tag="callbacks",
-           role="agent", query=LIST)
+@api.route(
+    "GET",
+    "/callbacks",
+    summary="List callbacks, soonest due first",
+    tag="callbacks",
+    role="agent",
+    query=LIST,
+)
 async def list_callbacks(call: Call) -> Any:
     stmt = select(Callback).order_by(Callback.due_at, Callback.id)
     q = call.query
-    for key, column in (("status", Callback.status), ("assignee_id", Callback.assignee_id),
-                        ("customer_id", Callback.customer_id)):
+    for key, column in (
+        ("status", Callback.status),
+        ("assignee_id", Callback.assignee_id),
+        ("customer_id", Callback.customer_id),
+    ):
         if key in q:
             stmt = stmt.where(column == q[key])
     if "due_before" in q:
@@ -84,8 +93,16 @@ async def list_callbacks(call: Call) -> Any:
     return {"items": [callback_json(c) for c in rows], **paging}
 
 
-@api.route("POST", "/callbacks", summary="Plan a callback", tag="callbacks", role="agent",
-           body=CALLBACK, status=201, errors=(422,))
+@api.route(
+    "POST",
+    "/callbacks",
+    summary="Plan a callback",
+    tag="callbacks",
+    role="agent",
+    body=CALLBACK,
+    status=201,
+    errors=(422,),
+)
 async def create_callback(call: Call) -> Any:
     body = call.body
     phone = to_e164(body["phone"], call.services.settings.site.default_region)
@@ -106,13 +123,25 @@ async def create_callback(call: Call) -> Any:
         )
         db.add(callback)
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "callback.create",
-                              f"callback:{callback.id}", call.address)
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "callback.create",
+        f"callback:{callback.id}",
+        call.address,
+    )
     return callback_json(callback)
 
 
-@api.route("PATCH", "/callbacks/{callback_id}", summary="Reschedule a callback or record its outcome",
-           tag="callbacks", role="agent", body=CALLBACK_PATCH, errors=(404, 409, 422))
+@api.route(
+    "PATCH",
+    "/callbacks/{callback_id}",
+    summary="Reschedule a callback or record its outcome",
+    tag="callbacks",
+    role="agent",
+    body=CALLBACK_PATCH,
+    errors=(404, 409, 422),
+)
 async def patch_callback(call: Call) -> Any:
     body = call.body
     async with call.services.sessions() as db:
@@ -128,6 +157,12 @@ async def patch_callback(call: Call) -> Any:
         if body.get("status", "pending") != "pending":
             callback.completed_at = utcnow()
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "callback.update",
-                              f"callback:{callback.id}", call.address, {"fields": sorted(body)})
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "callback.update",
+        f"callback:{callback.id}",
+        call.address,
+        {"fields": sorted(body)},
+    )
     return callback_json(callback)

@@ -66,7 +66,9 @@ def _input_error(exc: CustomerInputError) -> ApiError:
     return ApiError(status, code, exc.message, {"field": f"body.{exc.field}"})
 
 
-@api.route("GET", "/customers", summary="Search customers", tag="customers", role="agent", query=SEARCH)
+@api.route(
+    "GET", "/customers", summary="Search customers", tag="customers", role="agent", query=SEARCH
+)
 async def list_customers(call: Call) -> Any:
     region = call.services.settings.site.default_region
     stmt = search_query(call.query.get("q"), call.query.get("tier"), region).order_by(Customer.id)
@@ -120,7 +122,11 @@ async def create(call: Call) -> Any:
         await db.commit()
         views = await load_contacts(db, [customer])
     await call.services.audit(
-        call.user.user_id, call.user.username, "customer.create", f"customer:{customer.id}", call.address
+        call.user.user_id,
+        call.user.username,
+        "customer.create",
+        f"customer:{customer.id}",
+        call.address,
     )
     return customer_json(views[customer.id])
 
@@ -163,14 +169,26 @@ async def get_customer(call: Call) -> Any:
         ).scalars()
         out = customer_json(views[customer_id])
         out["open_tickets"] = [
-            {"id": t.id, "number": t.number, "subject": t.subject, "status": t.status,
-             "category": t.category, "priority": t.priority}
+            {
+                "id": t.id,
+                "number": t.number,
+                "subject": t.subject,
+                "status": t.status,
+                "category": t.category,
+                "priority": t.priority,
+            }
             for t in tickets
         ]
         out["history"] = [
-            {"id": i.id, "channel": i.channel, "direction": i.direction,
-             "arrived_at": to_iso(i.arrived_at), "agent_id": i.agent_id,
-             "disposition_code": i.disposition_code, "csat_score": i.csat_score}
+            {
+                "id": i.id,
+                "channel": i.channel,
+                "direction": i.direction,
+                "arrived_at": to_iso(i.arrived_at),
+                "agent_id": i.agent_id,
+                "disposition_code": i.disposition_code,
+                "csat_score": i.csat_score,
+            }
             for i in history
         ]
     return out

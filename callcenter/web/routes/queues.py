@@ -36,14 +36,22 @@ QUEUE_PATCH = optional(obj(**{k: v for k, v in QUEUE.fields.items() if k != "nam
 def _levels(raw: dict[str, Any] | None) -> None:
     for name, level in (raw or {}).items():
         if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
-            raise ApiError(422, "invalid_field", "minimum proficiency must be an integer from 1 to 5",
-                           {"field": f"body.skills.{name}"})
+            raise ApiError(
+                422,
+                "invalid_field",
+                "minimum proficiency must be an integer from 1 to 5",
+                {"field": f"body.skills.{name}"},
+            )
 
 
 def _error(exc: UserInputError) -> ApiError:
     status = 409 if exc.message.startswith("is already") else 422
-    return ApiError(status, "conflict" if status == 409 else "invalid_field", exc.message,
-                    {"field": f"body.{exc.field}"})
+    return ApiError(
+        status,
+        "conflict" if status == 409 else "invalid_field",
+        exc.message,
+        {"field": f"body.{exc.field}"},
+    )
 
 
 @api.route("GET", "/queues", summary="List queues", tag="queues", role="agent")
@@ -53,8 +61,16 @@ async def list_queues(call: Call) -> Any:
         return {"items": await queue_json(db, queues)}
 
 
-@api.route("POST", "/queues", summary="Create a queue", tag="queues", role="supervisor", body=QUEUE,
-           status=201, errors=(409, 422))
+@api.route(
+    "POST",
+    "/queues",
+    summary="Create a queue",
+    tag="queues",
+    role="supervisor",
+    body=QUEUE,
+    status=201,
+    errors=(409, 422),
+)
 async def create_queue(call: Call) -> Any:
     _levels(call.body.get("skills"))
     async with call.services.sessions() as db:
@@ -64,12 +80,15 @@ async def create_queue(call: Call) -> Any:
             raise _error(exc) from None
         await db.commit()
         out = (await queue_json(db, [queue]))[0]
-    await call.services.audit(call.user.user_id, call.user.username, "queue.create",
-                              f"queue:{queue.id}", call.address)
+    await call.services.audit(
+        call.user.user_id, call.user.username, "queue.create", f"queue:{queue.id}", call.address
+    )
     return out
 
 
-@api.route("GET", "/queues/{queue_id}", summary="A queue", tag="queues", role="agent", errors=(404,))
+@api.route(
+    "GET", "/queues/{queue_id}", summary="A queue", tag="queues", role="agent", errors=(404,)
+)
 async def get_queue(call: Call) -> Any:
     async with call.services.sessions() as db:
         queue = await db.get(Queue, call.path_int("queue_id"))
@@ -78,8 +97,15 @@ async def get_queue(call: Call) -> Any:
         return (await queue_json(db, [queue]))[0]
 
 
-@api.route("PATCH", "/queues/{queue_id}", summary="Change a queue", tag="queues", role="supervisor",
-           body=QUEUE_PATCH, errors=(404, 422))
+@api.route(
+    "PATCH",
+    "/queues/{queue_id}",
+    summary="Change a queue",
+    tag="queues",
+    role="supervisor",
+    body=QUEUE_PATCH,
+    errors=(404, 422),
+)
 async def patch_queue(call: Call) -> Any:
     _levels(call.body.get("skills"))
     async with call.services.sessions() as db:
@@ -92,6 +118,12 @@ async def patch_queue(call: Call) -> Any:
             raise _error(exc) from None
         await db.commit()
         out = (await queue_json(db, [queue]))[0]
-    await call.services.audit(call.user.user_id, call.user.username, "queue.update",
-                              f"queue:{queue.id}", call.address, {"fields": sorted(call.body)})
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "queue.update",
+        f"queue:{queue.id}",
+        call.address,
+        {"fields": sorted(call.body)},
+    )
     return out

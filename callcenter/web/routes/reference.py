@@ -31,8 +31,12 @@ CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9]"
 CALENDAR = obj(
     ("hours", "holidays"),
     hours=List(
-        obj(("weekday", "opens", "closes"), weekday=Int(minimum=0, maximum=6),
-            opens=Str(pattern=CLOCK), closes=Str(pattern=CLOCK)),
+        obj(
+            ("weekday", "opens", "closes"),
+            weekday=Int(minimum=0, maximum=6),
+            opens=Str(pattern=CLOCK),
+            closes=Str(pattern=CLOCK),
+        ),
         max_items=50,
     ),
     holidays=List(
@@ -47,12 +51,23 @@ CALENDAR_QUERY = obj(calendar=Str(max_length=64, pattern=r"[a-z0-9_\-]+"))
 async def list_dispositions(call: Call) -> Any:
     async with call.services.sessions() as db:
         rows = (await db.execute(select(DispositionCode).order_by(DispositionCode.code))).scalars()
-        return {"items": [{"code": d.code, "label_en": d.label_en, "label_zh": d.label_zh,
-                           "active": d.active} for d in rows]}
+        return {
+            "items": [
+                {"code": d.code, "label_en": d.label_en, "label_zh": d.label_zh, "active": d.active}
+                for d in rows
+            ]
+        }
 
 
-@api.route("POST", "/dispositions", summary="Add or change a disposition code", tag="reference",
-           role="supervisor", body=DISPOSITION, status=201)
+@api.route(
+    "POST",
+    "/dispositions",
+    summary="Add or change a disposition code",
+    tag="reference",
+    role="supervisor",
+    body=DISPOSITION,
+    status=201,
+)
 async def put_disposition(call: Call) -> Any:
     body = call.body
     async with call.services.sessions() as db:
@@ -61,80 +76,158 @@ async def put_disposition(call: Call) -> Any:
         row.active = body.get("active", True)
         db.add(row)
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "disposition.save",
-                              f"disposition:{body['code']}", call.address)
-    return {"code": row.code, "label_en": row.label_en, "label_zh": row.label_zh, "active": row.active}
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "disposition.save",
+        f"disposition:{body['code']}",
+        call.address,
+    )
+    return {
+        "code": row.code,
+        "label_en": row.label_en,
+        "label_zh": row.label_zh,
+        "active": row.active,
+    }
 
 
 @api.route("GET", "/canned-responses", summary="Canned responses", tag="reference", role="agent")
 async def list_canned(call: Call) -> Any:
     async with call.services.sessions() as db:
-        rows = (await db.execute(select(CannedResponse).order_by(CannedResponse.shortcut))).scalars()
-        return {"items": [{"id": r.id, "shortcut": r.shortcut, "language": r.language,
-                           "title": r.title, "body": r.body} for r in rows]}
+        rows = (
+            await db.execute(select(CannedResponse).order_by(CannedResponse.shortcut))
+        ).scalars()
+        return {
+            "items": [
+                {
+                    "id": r.id,
+                    "shortcut": r.shortcut,
+                    "language": r.language,
+                    "title": r.title,
+                    "body": r.body,
+                }
+                for r in rows
+            ]
+        }
 
 
-@api.route("POST", "/canned-responses", summary="Add a canned response", tag="reference",
-           role="supervisor", body=CANNED, status=201, errors=(409,))
+@api.route(
+    "POST",
+    "/canned-responses",
+    summary="Add a canned response",
+    tag="reference",
+    role="supervisor",
+    body=CANNED,
+    status=201,
+    errors=(409,),
+)
 async def add_canned(call: Call) -> Any:
     body = call.body
     language = body.get("language", "en")
     async with call.services.sessions() as db:
-        exists = await db.execute(select(CannedResponse.id).where(
-            CannedResponse.shortcut == body["shortcut"], CannedResponse.language == language))
+        exists = await db.execute(
+            select(CannedResponse.id).where(
+                CannedResponse.shortcut == body["shortcut"], CannedResponse.language == language
+            )
+        )
         if exists.first():
-            raise ApiError(409, "conflict", "that shortcut exists in that language",
-                           {"field": "body.shortcut"})
-        row = CannedResponse(shortcut=body["shortcut"], language=language, title=body["title"],
-                             body=body["body"])
+            raise ApiError(
+                409, "conflict", "that shortcut exists in that language", {"field": "body.shortcut"}
+            )
+        row = CannedResponse(
+            shortcut=body["shortcut"], language=language, title=body["title"], body=body["body"]
+        )
         db.add(row)
         await db.commit()
-    return {"id": row.id, "shortcut": row.shortcut, "language": row.language, "title": row.title,
-            "body": row.body}
+    return {
+        "id": row.id,
+        "shortcut": row.shortcut,
+        "language": row.language,
+        "title": row.title,
+        "body": row.body,
+    }
 
 
-@api.route("GET", "/calendar", summary="Business hours and holidays", tag="reference", role="agent",
-           query=CALENDAR_QUERY)
+@api.route(
+    "GET",
+    "/calendar",
+    summary="Business hours and holidays",
+    tag="reference",
+    role="agent",
+    query=CALENDAR_QUERY,
+)
 async def get_calendar(call: Call) -> Any:
     name = call.query.get("calendar", "default")
     async with call.services.sessions() as db:
-        hours = (await db.execute(select(BusinessHours).where(BusinessHours.calendar == name)
-                                  .order_by(BusinessHours.weekday, BusinessHours.opens))).scalars()
-        holidays = (await db.execute(select(Holiday).where(Holiday.calendar == name)
-                                     .order_by(Holiday.day))).scalars()
+        hours = (
+            await db.execute(
+                select(BusinessHours)
+                .where(BusinessHours.calendar == name)
+                .order_by(BusinessHours.weekday, BusinessHours.opens)
+            )
+        ).scalars()
+        holidays = (
+            await db.execute(select(Holiday).where(Holiday.calendar == name).order_by(Holiday.day))
+        ).scalars()
         return {
             "calendar": name,
             "time_zone": call.services.settings.site.time_zone,
-            "hours": [{"weekday": h.weekday, "opens": h.opens.strftime("%H:%M"),
-                       "closes": h.closes.strftime("%H:%M")} for h in hours],
+            "hours": [
+                {
+                    "weekday": h.weekday,
+                    "opens": h.opens.strftime("%H:%M"),
+                    "closes": h.closes.strftime("%H:%M"),
+                }
+                for h in hours
+            ],
             "holidays": [{"day": d.day.isoformat(), "name": d.name} for d in holidays],
         }
 
 
-@api.route("PUT", "/calendar", summary="Replace business hours and holidays", tag="reference",
-           role="supervisor", body=CALENDAR, query=CALENDAR_QUERY, errors=(422,))
+@api.route(
+    "PUT",
+    "/calendar",
+    summary="Replace business hours and holidays",
+    tag="reference",
+    role="supervisor",
+    body=CALENDAR,
+    query=CALENDAR_QUERY,
+    errors=(422,),
+)
 async def put_calendar(call: Call) -> Any:
     name = call.query.get("calendar", "default")
     hours = []
     for i, span in enumerate(call.body["hours"]):
         opens, closes = dt.time.fromisoformat(span["opens"]), dt.time.fromisoformat(span["closes"])
         if closes <= opens:
-            raise ApiError(422, "invalid_field", "closes must be after opens",
-                           {"field": f"body.hours[{i}].closes"})
-        hours.append(BusinessHours(calendar=name, weekday=span["weekday"], opens=opens, closes=closes))
+            raise ApiError(
+                422,
+                "invalid_field",
+                "closes must be after opens",
+                {"field": f"body.hours[{i}].closes"},
+            )
+        hours.append(
+            BusinessHours(calendar=name, weekday=span["weekday"], opens=opens, closes=closes)
+        )
     holidays = []
     for i, day in enumerate(call.body["holidays"]):
         try:
-            holidays.append(Holiday(calendar=name, day=dt.date.fromisoformat(day["day"]), name=day["name"]))
+            holidays.append(
+                Holiday(calendar=name, day=dt.date.fromisoformat(day["day"]), name=day["name"])
+            )
         except ValueError:
-            raise ApiError(422, "invalid_field", "not a date", {"field": f"body.holidays[{i}].day"}) from None
+            raise ApiError(
+                422, "invalid_field", "not a date", {"field": f"body.holidays[{i}].day"}
+            ) from None
     if len({h.day for h in holidays}) != len(holidays):
         raise ApiError(422, "invalid_field", "a day is listed twice", {"field": "body.holidays"})
     async with call.services.sessions() as db:
         await db.execute(delete(BusinessHours).where(BusinessHours.calendar == name))
         await db.execute(delete(Holiday).where(Holiday.calendar == name))
-        db.add_all(hours + holidays)
+        db.add_all(hours)
+        db.add_all(holidays)
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "calendar.save",
-                              f"calendar:{name}", call.address)
+    await call.services.audit(
+        call.user.user_id, call.user.username, "calendar.save", f"calendar:{name}", call.address
+    )
     return await get_calendar(call)

@@ -14,7 +14,7 @@ from callcenter.credentials import new_token, token_digest
 from callcenter.store.models import ApiToken, User
 from callcenter.store.users import user_json, user_skills
 from callcenter.web.api import SERVICES, Call, json_response
-from callcenter.web.auth import authenticate, login, logout, set_session_cookie, COOKIE
+from callcenter.web.auth import COOKIE, authenticate, login, logout, set_session_cookie
 from callcenter.web.errors import ApiError
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, obj
@@ -42,8 +42,15 @@ async def _me(call: Call, user_id: int, csrf: str) -> dict[str, Any]:
     return {"user": user_json(user, skills[user_id]), "csrf_token": csrf}
 
 
-@api.route("POST", "/auth/login", summary="Log in; sets the session cookie and returns a CSRF token",
-           tag="session", role=None, body=LOGIN, errors=(401, 429))
+@api.route(
+    "POST",
+    "/auth/login",
+    summary="Log in; sets the session cookie and returns a CSRF token",
+    tag="session",
+    role=None,
+    body=LOGIN,
+    errors=(401, 429),
+)
 async def do_login(call: Call) -> Any:
     user, cookie, session = await login(
         call.services, call.body["username"], call.body["password"], call.address
@@ -55,19 +62,30 @@ async def do_login(call: Call) -> Any:
     return response
 
 
-@api.route("POST", "/auth/logout", summary="Log out; closes this user's websockets", tag="session",
-           role="agent")
+@api.route(
+    "POST",
+    "/auth/logout",
+    summary="Log out; closes this user's websockets",
+    tag="session",
+    role="agent",
+)
 async def do_logout(call: Call) -> Any:
     await logout(call.services, call.user)
-    await call.services.audit(call.user.user_id, call.user.username, "logout",
-                              f"user:{call.user.user_id}", call.address)
+    await call.services.audit(
+        call.user.user_id, call.user.username, "logout", f"user:{call.user.user_id}", call.address
+    )
     response = json_response({"status": "logged out"})
     response.del_cookie(COOKIE, path="/")
     return response
 
 
-@api.route("GET", "/auth/me", summary="The current user and the session's CSRF token", tag="session",
-           role="agent")
+@api.route(
+    "GET",
+    "/auth/me",
+    summary="The current user and the session's CSRF token",
+    tag="session",
+    role="agent",
+)
 async def me(call: Call) -> Any:
     return await _me(call, call.user.user_id, call.user.csrf_token)
 
@@ -76,13 +94,31 @@ async def me(call: Call) -> Any:
 async def list_tokens(call: Call) -> Any:
     async with call.services.sessions() as db:
         rows = (await db.execute(select(ApiToken).order_by(ApiToken.id))).scalars()
-        return {"items": [{"id": t.id, "name": t.name, "user_id": t.user_id,
-                           "created_at": to_iso(t.created_at), "expires_at": to_iso(t.expires_at),
-                           "revoked": t.revoked} for t in rows]}
+        return {
+            "items": [
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "user_id": t.user_id,
+                    "created_at": to_iso(t.created_at),
+                    "expires_at": to_iso(t.expires_at),
+                    "revoked": t.revoked,
+                }
+                for t in rows
+            ]
+        }
 
 
-@api.route("POST", "/tokens", summary="Create a bearer token for an integration (shown once)",
-           tag="session", role="admin", body=TOKEN, status=201, errors=(422,))
+@api.route(
+    "POST",
+    "/tokens",
+    summary="Create a bearer token for an integration (shown once)",
+    tag="session",
+    role="admin",
+    body=TOKEN,
+    status=201,
+    errors=(422,),
+)
 async def create_token(call: Call) -> Any:
     body = call.body
     token = new_token()
@@ -91,18 +127,35 @@ async def create_token(call: Call) -> Any:
     async with call.services.sessions() as db:
         if await db.get(User, body["user_id"]) is None:
             raise ApiError(422, "invalid_field", "no such user", {"field": "body.user_id"})
-        row = ApiToken(token_hash=token_digest(token), user_id=body["user_id"], name=body["name"],
-                       created_at=now, expires_at=now + dt.timedelta(days=days) if days else None,
-                       revoked=False)
+        row = ApiToken(
+            token_hash=token_digest(token),
+            user_id=body["user_id"],
+            name=body["name"],
+            created_at=now,
+            expires_at=now + dt.timedelta(days=days) if days else None,
+            revoked=False,
+        )
         db.add(row)
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "token.create",
-                              f"token:{row.id}", call.address, {"user_id": body["user_id"]})
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "token.create",
+        f"token:{row.id}",
+        call.address,
+        {"user_id": body["user_id"]},
+    )
     return {"id": row.id, "name": row.name, "token": token, "expires_at": to_iso(row.expires_at)}
 
 
-@api.route("DELETE", "/tokens/{token_id}", summary="Revoke a token", tag="session", role="admin",
-           errors=(404,))
+@api.route(
+    "DELETE",
+    "/tokens/{token_id}",
+    summary="Revoke a token",
+    tag="session",
+    role="admin",
+    errors=(404,),
+)
 async def revoke_token(call: Call) -> Any:
     async with call.services.sessions() as db:
         row = await db.get(ApiToken, call.path_int("token_id"))
@@ -110,8 +163,9 @@ async def revoke_token(call: Call) -> Any:
             raise ApiError(404, "not_found", "no such token")
         row.revoked = True
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "token.revoke",
-                              f"token:{row.id}", call.address)
+    await call.services.audit(
+        call.user.user_id, call.user.username, "token.revoke", f"token:{row.id}", call.address
+    )
     return {"id": row.id, "revoked": True}
 
 
@@ -128,7 +182,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     services.sockets.add(principal.user_id, socket)
     services.metrics.websockets.set(services.sockets.count())
     try:
-        await socket.send_json({"type": "hello", "user": principal.username, "role": principal.role})
+        await socket.send_json(
+            {"type": "hello", "user": principal.username, "role": principal.role}
+        )
         async for message in socket:
             if message.type != WSMsgType.TEXT:
                 await socket.send_json({"type": "error", "message": "send JSON text messages"})

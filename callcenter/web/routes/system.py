@@ -28,9 +28,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     except Exception:
         response = error_response(503, "database_unavailable", "the database does not answer")
         return response
-    return web.json_response(
-        {"status": "ok", "spool_backlog": services.recorder.backlog}
-    )
+    return web.json_response({"status": "ok", "spool_backlog": services.recorder.backlog})
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -47,8 +45,14 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[OPENAPI])
 
 
-@api.route("GET", "/audit", summary="The audit log: who did what, when, from where", tag="system",
-           role="admin", query=AUDIT_QUERY)
+@api.route(
+    "GET",
+    "/audit",
+    summary="The audit log: who did what, when, from where",
+    tag="system",
+    role="admin",
+    query=AUDIT_QUERY,
+)
 async def audit_log(call: Call) -> Any:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
     if "actor" in call.query:
@@ -57,6 +61,19 @@ async def audit_log(call: Call) -> Any:
         stmt = stmt.where(AuditEntry.action == call.query["action"])
     async with call.services.sessions() as db:
         rows, paging = await paginate(call, db, stmt)
-    return {"items": [{"id": a.id, "at": to_iso(a.at), "actor_id": a.actor_id, "actor": a.actor,
-                       "action": a.action, "target": a.target, "address": a.address,
-                       "detail": a.detail} for a in rows], **paging}
+    return {
+        "items": [
+            {
+                "id": a.id,
+                "at": to_iso(a.at),
+                "actor_id": a.actor_id,
+                "actor": a.actor,
+                "action": a.action,
+                "target": a.target,
+                "address": a.address,
+                "detail": a.detail,
+            }
+            for a in rows
+        ],
+        **paging,
+    }

@@ -76,12 +76,19 @@ async def _check_references(call: Call, body: dict[str, Any]) -> None:
     database answers; when it does not, the record waits in the spool."""
     try:
         async with call.services.sessions() as db:
-            if body.get("customer_id") is not None and await db.get(Customer, body["customer_id"]) is None:
-                raise ApiError(422, "invalid_field", "no such customer", {"field": "body.customer_id"})
+            if (
+                body.get("customer_id") is not None
+                and await db.get(Customer, body["customer_id"]) is None
+            ):
+                raise ApiError(
+                    422, "invalid_field", "no such customer", {"field": "body.customer_id"}
+                )
             if body.get("assignee_id") is not None:
                 user = await db.get(User, body["assignee_id"])
                 if user is None or not user.active:
-                    raise ApiError(422, "invalid_field", "no such user", {"field": "body.assignee_id"})
+                    raise ApiError(
+                        422, "invalid_field", "no such user", {"field": "body.assignee_id"}
+                    )
     except Exception as exc:
         if not is_transient(exc):
             raise
@@ -117,12 +124,23 @@ def _ticket_id(call: Call) -> str:
         raise ApiError(404, "not_found", "no such ticket") from None
 
 
-@api.route("GET", "/tickets", summary="Search and filter tickets", tag="tickets", role="agent", query=SEARCH)
+@api.route(
+    "GET",
+    "/tickets",
+    summary="Search and filter tickets",
+    tag="tickets",
+    role="agent",
+    query=SEARCH,
+)
 async def list_tickets(call: Call) -> Any:
     q = call.query
     stmt = search_query(
-        q.get("q"), q.get("status"), q.get("category"), q.get("priority"),
-        q.get("customer_id"), q.get("assignee_id"),
+        q.get("q"),
+        q.get("status"),
+        q.get("category"),
+        q.get("priority"),
+        q.get("customer_id"),
+        q.get("assignee_id"),
     )
     now = utcnow()
     async with call.services.sessions() as db:
@@ -168,30 +186,44 @@ async def get_ticket(call: Call) -> Any:
             raise ApiError(404, "not_found", "no such ticket")
         comments = (
             await db.execute(
-                select(TicketComment).where(TicketComment.ticket_id == ticket_id).order_by(
-                    TicketComment.created_at, TicketComment.id
-                )
+                select(TicketComment)
+                .where(TicketComment.ticket_id == ticket_id)
+                .order_by(TicketComment.created_at, TicketComment.id)
             )
         ).scalars()
         changes = (
             await db.execute(
-                select(TicketChange).where(TicketChange.ticket_id == ticket_id).order_by(TicketChange.id)
+                select(TicketChange)
+                .where(TicketChange.ticket_id == ticket_id)
+                .order_by(TicketChange.id)
             )
         ).scalars()
         links = (
             await db.execute(
-                select(TicketInteraction.interaction_id).where(TicketInteraction.ticket_id == ticket_id)
+                select(TicketInteraction.interaction_id).where(
+                    TicketInteraction.ticket_id == ticket_id
+                )
             )
         ).scalars()
         out = ticket_json(ticket, utcnow())
         out["comments"] = [
-            {"id": c.id, "author_id": c.author_id, "body": c.body, "internal": c.internal,
-             "created_at": to_iso(c.created_at)}
+            {
+                "id": c.id,
+                "author_id": c.author_id,
+                "body": c.body,
+                "internal": c.internal,
+                "created_at": to_iso(c.created_at),
+            }
             for c in comments
         ]
         out["history"] = [
-            {"field": h.field, "old": h.old_value, "new": h.new_value, "actor_id": h.actor_id,
-             "at": to_iso(h.at)}
+            {
+                "field": h.field,
+                "old": h.old_value,
+                "new": h.new_value,
+                "actor_id": h.actor_id,
+                "at": to_iso(h.at),
+            }
             for h in changes
         ]
         out["interaction_ids"] = list(links)
@@ -210,15 +242,24 @@ async def get_ticket(call: Call) -> Any:
 async def patch_ticket(call: Call) -> Any:
     ticket_id = _ticket_id(call)
     await _check_references(call, call.body)
-    data = {"id": ticket_id, "actor_id": call.user.user_id, "at": to_iso(utcnow()), "changes": call.body}
+    data = {
+        "id": ticket_id,
+        "actor_id": call.user.user_id,
+        "at": to_iso(utcnow()),
+        "changes": call.body,
+    }
     outcome = await _record(call, records.TICKET_UPDATED, data)
     if isinstance(outcome, Pending):
         return _accepted({"id": ticket_id}, outcome)
     assert isinstance(outcome, Applied)
     if outcome.result["changed"]:
         await call.services.audit(
-            call.user.user_id, call.user.username, "ticket.update", f"ticket:{ticket_id}",
-            call.address, {"fields": outcome.result["changed"]},
+            call.user.user_id,
+            call.user.username,
+            "ticket.update",
+            f"ticket:{ticket_id}",
+            call.address,
+            {"fields": outcome.result["changed"]},
         )
     return ticket_json(await _load(call, ticket_id), utcnow())
 
@@ -271,7 +312,11 @@ async def transition(call: Call) -> Any:
     if isinstance(outcome, Pending):
         return _accepted({"id": ticket_id, "to": call.body["to"]}, outcome)
     await call.services.audit(
-        call.user.user_id, call.user.username, "ticket.transition", f"ticket:{ticket_id}",
-        call.address, {"to": call.body["to"]},
+        call.user.user_id,
+        call.user.username,
+        "ticket.transition",
+        f"ticket:{ticket_id}",
+        call.address,
+        {"to": call.body["to"]},
     )
     return ticket_json(await _load(call, ticket_id), utcnow())

@@ -51,7 +51,9 @@ USER_PATCH = obj(
     language=Str(choices=("en", "zh-CN")),
     active=Bool(),
 )
-SKILL = obj(("name",), name=Str(max_length=64, min_length=1, pattern=r"[a-z0-9_\-]+"), description=Str())
+SKILL = obj(
+    ("name",), name=Str(max_length=64, min_length=1, pattern=r"[a-z0-9_\-]+"), description=Str()
+)
 LIST = obj(role=Str(choices=ROLES), **PAGING)
 
 
@@ -59,8 +61,12 @@ def _skills(raw: dict[str, Any]) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, level in raw.items():
         if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 5:
-            raise ApiError(422, "invalid_field", "proficiency must be an integer from 1 to 5",
-                           {"field": f"body.skills.{name}"})
+            raise ApiError(
+                422,
+                "invalid_field",
+                "proficiency must be an integer from 1 to 5",
+                {"field": f"body.skills.{name}"},
+            )
         out[name] = level
     return out
 
@@ -72,8 +78,12 @@ def _may_manage(call: Call, role: str) -> None:
 
 def _user_error(exc: UserInputError) -> ApiError:
     status = 409 if exc.message.startswith(("is already",)) else 422
-    return ApiError(status, "conflict" if status == 409 else "invalid_field", exc.message,
-                    {"field": f"body.{exc.field}"})
+    return ApiError(
+        status,
+        "conflict" if status == 409 else "invalid_field",
+        exc.message,
+        {"field": f"body.{exc.field}"},
+    )
 
 
 @api.route("GET", "/users", summary="List users", tag="users", role="supervisor", query=LIST)
@@ -87,8 +97,16 @@ async def list_users(call: Call) -> Any:
     return {"items": [user_json(u, skills[u.id]) for u in rows], **paging}
 
 
-@api.route("POST", "/users", summary="Create a user", tag="users", role="supervisor", body=USER,
-           status=201, errors=(403, 409, 422))
+@api.route(
+    "POST",
+    "/users",
+    summary="Create a user",
+    tag="users",
+    role="supervisor",
+    body=USER,
+    status=201,
+    errors=(403, 409, 422),
+)
 async def create(call: Call) -> Any:
     body = call.body
     _may_manage(call, body["role"])
@@ -111,12 +129,20 @@ async def create(call: Call) -> Any:
         except UserInputError as exc:
             raise _user_error(exc) from None
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "user.create",
-                              f"user:{user.id}", call.address, {"role": user.role})
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "user.create",
+        f"user:{user.id}",
+        call.address,
+        {"role": user.role},
+    )
     return user_json(user, skills)
 
 
-@api.route("GET", "/users/{user_id}", summary="A user", tag="users", role="supervisor", errors=(404,))
+@api.route(
+    "GET", "/users/{user_id}", summary="A user", tag="users", role="supervisor", errors=(404,)
+)
 async def get_user(call: Call) -> Any:
     user_id = call.path_int("user_id")
     async with call.services.sessions() as db:
@@ -127,8 +153,15 @@ async def get_user(call: Call) -> Any:
     return user_json(user, skills[user_id])
 
 
-@api.route("PATCH", "/users/{user_id}", summary="Change a user; a new password or disabling ends their sessions",
-           tag="users", role="supervisor", body=USER_PATCH, errors=(403, 404, 409, 422))
+@api.route(
+    "PATCH",
+    "/users/{user_id}",
+    summary="Change a user; a new password or disabling ends their sessions",
+    tag="users",
+    role="supervisor",
+    body=USER_PATCH,
+    errors=(403, 404, 409, 422),
+)
 async def patch_user(call: Call) -> Any:
     user_id = call.path_int("user_id")
     body = call.body
@@ -155,9 +188,14 @@ async def patch_user(call: Call) -> Any:
                 sign_out = sign_out or (user.active and not body["active"])
                 user.active = body["active"]
             if "sip_extension" in body and body["sip_extension"] != user.sip_extension:
-                if body["sip_extension"] and (await db.execute(
-                    select(User.id).where(User.sip_extension == body["sip_extension"])
-                )).first():
+                if (
+                    body["sip_extension"]
+                    and (
+                        await db.execute(
+                            select(User.id).where(User.sip_extension == body["sip_extension"])
+                        )
+                    ).first()
+                ):
                     raise UserInputError("sip_extension", "is already assigned")
                 user.sip_extension = body["sip_extension"]
                 # HA1 covers the user name, so a new extension needs a new secret.
@@ -172,9 +210,17 @@ async def patch_user(call: Call) -> Any:
         skills = await user_skills(db, [user_id])
     if sign_out:
         await end_user_sessions(call.services, user_id)
-    await call.services.audit(call.user.user_id, call.user.username, "user.update", f"user:{user_id}",
-                              call.address, {"fields": sorted(k for k in body if k not in ("password", "sip_secret"))
-                                             + [k for k in ("password", "sip_secret") if k in body]})
+    await call.services.audit(
+        call.user.user_id,
+        call.user.username,
+        "user.update",
+        f"user:{user_id}",
+        call.address,
+        {
+            "fields": sorted(k for k in body if k not in ("password", "sip_secret"))
+            + [k for k in ("password", "sip_secret") if k in body]
+        },
+    )
     return user_json(user, skills[user_id])
 
 
@@ -185,8 +231,16 @@ async def list_skills(call: Call) -> Any:
         return {"items": [{"id": s.id, "name": s.name, "description": s.description} for s in rows]}
 
 
-@api.route("POST", "/skills", summary="Create a skill", tag="users", role="supervisor", body=SKILL,
-           status=201, errors=(409,))
+@api.route(
+    "POST",
+    "/skills",
+    summary="Create a skill",
+    tag="users",
+    role="supervisor",
+    body=SKILL,
+    status=201,
+    errors=(409,),
+)
 async def create_skill(call: Call) -> Any:
     async with call.services.sessions() as db:
         if (await db.execute(select(Skill.id).where(Skill.name == call.body["name"]))).first():
@@ -194,6 +248,7 @@ async def create_skill(call: Call) -> Any:
         skill = Skill(name=call.body["name"], description=call.body.get("description", ""))
         db.add(skill)
         await db.commit()
-    await call.services.audit(call.user.user_id, call.user.username, "skill.create",
-                              f"skill:{skill.id}", call.address)
+    await call.services.audit(
+        call.user.user_id, call.user.username, "skill.create", f"skill:{skill.id}", call.address
+    )
     return {"id": skill.id, "name": skill.name, "description": skill.description}
