@@ -111,6 +111,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
                         skills=_parse_skills(args.skill),
                         chat_capacity=args.chat_capacity,
                         language=args.language,
+                        create_skills=True,
                     )
                 except UserInputError as exc:
                     print(f"error: {exc}", file=sys.stderr)
@@ -127,7 +128,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
 def _cmd_users_passwd(args: argparse.Namespace) -> int:
     from sqlalchemy import delete, select
 
-    from callcenter.credentials import hash_password, password_problem
+    from callcenter.credentials import hash_password_off_loop, password_problem
     from callcenter.store import db
     from callcenter.store.models import Session, User
 
@@ -148,7 +149,7 @@ def _cmd_users_passwd(args: argparse.Namespace) -> int:
                 if user is None:
                     print(f"error: no user {args.username}", file=sys.stderr)
                     return 1
-                user.password_hash = hash_password(password)
+                user.password_hash = await hash_password_off_loop(password)
                 user.demo_credential = False
                 await session.execute(delete(Session).where(Session.user_id == user.id))
                 await session.commit()
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic announces every plugin at INFO; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         result: int = args.func(args)
     except ConfigError as exc:

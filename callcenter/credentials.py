@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -20,6 +21,15 @@ MAX_PASSWORD_LENGTH = 256
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+async def hash_password_off_loop(password: str) -> str:
+    """Hash in a worker thread: argon2 takes tens of milliseconds by design."""
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password_off_loop(password_hash: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, password_hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

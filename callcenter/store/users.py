@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.clock import utcnow
-from callcenter.credentials import hash_password, password_problem, sip_ha1
+from callcenter.credentials import hash_password_off_loop, password_problem, sip_ha1
 from callcenter.store.models import Skill, User, UserSkill
 
 
@@ -100,7 +100,7 @@ async def create_user(
         username=username,
         display_name=display_name or username,
         role=role,
-        password_hash=hash_password(password),
+        password_hash=await hash_password_off_loop(password),
         demo_credential=demo_credential,
         sip_extension=sip_extension,
         chat_capacity=chat_capacity,

@@ -18,7 +18,7 @@ from aiohttp import web
 from sqlalchemy import delete, select, update
 
 from callcenter.clock import utcnow
-from callcenter.credentials import new_token, same, token_digest, verify_password
+from callcenter.credentials import new_token, same, token_digest, verify_password_off_loop
 from callcenter.store.models import ApiToken, Session, User
 from callcenter.web.errors import ApiError
 
@@ -132,7 +132,7 @@ async def login(
         user = (
             await db.execute(select(User).where(User.username == username))
         ).scalar_one_or_none()
-        ok = verify_password(user.password_hash if user else None, password)
+        ok = await verify_password_off_loop(user.password_hash if user else None, password)
         if user is None or not ok or not user.active:
             throttle.failed(keys, time.monotonic())
             services.metrics.login_failures.labels("bad_credentials").inc()

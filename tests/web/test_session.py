@@ -113,22 +113,29 @@ async def test_bearer_token_for_integrations(client: ApiClient, new_client: Any)
     reply = await integration.call("GET", "/api/v1/customers", headers=bearer)
     assert reply.status == 200
     # A bearer call needs no CSRF token, and acts with its user's role only.
-    created = await integration.call("POST", "/api/v1/customers", {"name": "Via Token"}, headers=bearer)
+    created = await integration.call(
+        "POST", "/api/v1/customers", {"name": "Via Token"}, headers=bearer
+    )
     assert created.status == 201
     assert (await integration.call("GET", "/api/v1/users", headers=bearer)).status == 403
     listed = await client.get("/api/v1/tokens")
     assert "token" not in listed.body["items"][0]
     assert (await client.call("DELETE", f"/api/v1/tokens/{made.body['id']}")).status == 200
     assert (await integration.call("GET", "/api/v1/customers", headers=bearer)).status == 401
-    junk = await integration.call("GET", "/api/v1/customers", headers={"Authorization": "Bearer nope"})
+    junk = await integration.call(
+        "GET", "/api/v1/customers", headers={"Authorization": "Bearer nope"}
+    )
     assert junk.status == 401
 
 
 def _example_path(path: str) -> str:
-    return path.replace("{ticket_id}", "00000000-0000-0000-0000-000000000000").replace(
-        "{customer_id}", "1"
-    ).replace("{user_id}", "1").replace("{queue_id}", "1").replace("{callback_id}", "1").replace(
-        "{token_id}", "1"
+    return (
+        path.replace("{ticket_id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{customer_id}", "1")
+        .replace("{user_id}", "1")
+        .replace("{queue_id}", "1")
+        .replace("{callback_id}", "1")
+        .replace("{token_id}", "1")
     )
 
 
@@ -145,8 +152,11 @@ async def test_every_endpoint_checks_login_and_role(client: ApiClient, new_clien
             continue
         anonymous = await client.call(route.method, path, {} if route.body else None)
         assert anonymous.status == 401, (route.method, route.path, anonymous.body)
-        lower = [c for role, c in (("agent", agent), ("supervisor", supervisor))
-                 if ROLE_RANK[role] < ROLE_RANK[route.role]]
+        lower = [
+            c
+            for role, c in (("agent", agent), ("supervisor", supervisor))
+            if ROLE_RANK[role] < ROLE_RANK[route.role]
+        ]
         for caller in lower:
             reply = await caller.call(route.method, path, {} if route.body else None)
             assert reply.status == 403, (route.method, route.path, reply.body)
@@ -162,8 +172,14 @@ async def test_supervisor_cannot_make_an_admin(client: ApiClient) -> None:
     assert reply.status == 403
     made = await client.post(
         "/api/v1/users",
-        {"username": "1009", "password": "long-enough-1", "role": "agent",
-         "skills": {}, "sip_extension": "1009", "sip_secret": "another-secret"},
+        {
+            "username": "1009",
+            "password": "long-enough-1",
+            "role": "agent",
+            "skills": {},
+            "sip_extension": "1009",
+            "sip_secret": "another-secret",
+        },
     )
     assert made.status == 201, made.body
     assert made.body["sip_secret_set"] is True
@@ -176,7 +192,9 @@ async def test_password_change_ends_sessions(client: ApiClient, new_client: Any)
     await agent.login("agent")
     me = await agent.get("/api/v1/auth/me")
     await client.login("admin")
-    reply = await client.patch(f"/api/v1/users/{me.body['user']['id']}", {"password": "a-new-password"})
+    reply = await client.patch(
+        f"/api/v1/users/{me.body['user']['id']}", {"password": "a-new-password"}
+    )
     assert reply.status == 200
     assert (await agent.get("/api/v1/auth/me")).status == 401
     assert (await agent.login("agent", "a-new-password")).status == 200

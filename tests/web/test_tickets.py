@@ -21,7 +21,10 @@ async def test_complaint_walks_its_whole_lifecycle(client: ApiClient) -> None:
     await client.login("agent")
     customer = await client.post("/api/v1/customers", {"name": "王芳", "tier": "key"})
     ticket = await _ticket(
-        client, subject="账单重复扣费", category="complaint", priority="low",
+        client,
+        subject="账单重复扣费",
+        category="complaint",
+        priority="low",
         customer_id=customer.body["id"],
     )
     assert ticket["status"] == "new" and ticket["number"].startswith("T")
@@ -38,7 +41,9 @@ async def test_complaint_walks_its_whole_lifecycle(client: ApiClient) -> None:
         assert reply.body["status"] == step
     refused = await _move(client, ticket["id"], "resolved")
     assert refused.status == 409 and "resolution" in refused.body["error"]["message"]
-    resolved = await _move(client, ticket["id"], "resolved", resolution="Refunded the double charge")
+    resolved = await _move(
+        client, ticket["id"], "resolved", resolution="Refunded the double charge"
+    )
     assert resolved.status == 200 and resolved.body["resolved_at"] is not None
     reopened = await _move(client, ticket["id"], "open")
     assert reopened.body["status"] == "open" and reopened.body["resolved_at"] is None
@@ -51,8 +56,14 @@ async def test_complaint_walks_its_whole_lifecycle(client: ApiClient) -> None:
     assert [c["body"] for c in full.body["comments"]] == ["We are checking the invoice."]
     statuses = [(h["old"], h["new"]) for h in full.body["history"] if h["field"] == "status"]
     assert statuses == [
-        (None, "new"), ("new", "open"), ("open", "pending"), ("pending", "open"),
-        ("open", "resolved"), ("resolved", "open"), ("open", "resolved"), ("resolved", "closed"),
+        (None, "new"),
+        ("new", "open"),
+        ("open", "pending"),
+        ("pending", "open"),
+        ("open", "resolved"),
+        ("resolved", "open"),
+        ("open", "resolved"),
+        ("resolved", "closed"),
     ]
     # The customer's card shows no open ticket any more.
     card = await client.get(f"/api/v1/customers/{customer.body['id']}")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from callcenter.credentials import hash_password, password_problem
+from callcenter.credentials import hash_password_off_loop, password_problem
 from callcenter.store.models import ROLES, Skill, User
 from callcenter.store.users import (
     UserInputError,
@@ -178,7 +178,7 @@ async def patch_user(call: Call) -> Any:
                 problem = password_problem(body["password"])
                 if problem:
                     raise UserInputError("password", problem)
-                user.password_hash = hash_password(body["password"])
+                user.password_hash = await hash_password_off_loop(body["password"])
                 user.demo_credential = False
                 sign_out = True
             for key in ("role", "display_name", "chat_capacity", "language"):
