@@ -8,6 +8,7 @@ that count only working time use :meth:`BusinessCalendar.add_working_time`.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class BusinessCalendar:
         hours = {}
         for weekday, day_spans in by_day.items():
             day_spans.sort()
-            for (_, end), (start, _) in zip(day_spans, day_spans[1:], strict=False):
+            for (_, end), (start, _) in itertools.pairwise(day_spans):
                 if start < end:
                     raise ValueError(f"overlapping spans on weekday {weekday}")
             hours[weekday] = tuple(day_spans)
