@@ -8,6 +8,7 @@ api = Api()
 from callcenter.web.routes import (  # noqa: E402
     callbacks,
     customers,
+    interactions,
     queues,
     reference,
     session,
@@ -20,6 +21,7 @@ __all__ = [
     "api",
     "callbacks",
     "customers",
+    "interactions",
     "queues",
     "reference",
     "session",
