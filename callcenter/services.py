@@ -14,6 +14,7 @@ from callcenter.store import db
 from callcenter.store.recorder import Recorder
 from callcenter.store.records import APPLIERS, AUDIT_RECORDED
 from callcenter.store.spool import Spool
+from callcenter.web.auth import CredentialCache
 from callcenter.web.metrics import Metrics
 from callcenter.web.sockets import SocketHub
 from callcenter.web.throttle import LoginThrottle
@@ -30,6 +31,7 @@ class Services:
     metrics: Metrics
     sockets: SocketHub
     throttle: LoginThrottle
+    credentials: CredentialCache
 
     async def audit(
         self,
@@ -89,6 +91,7 @@ async def open_services(settings: Settings, *, upgrade: bool | None = None) -> S
         throttle=LoginThrottle(
             auth.login_max_failures, auth.login_window_seconds, auth.login_lockout_seconds
         ),
+        credentials=CredentialCache(),
     )
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from callcenter.clock import utcnow
 from callcenter.credentials import new_token, same, token_digest, verify_password_off_loop
 from callcenter.store.models import ApiToken, Session, User
+from callcenter.store.recorder import is_transient
 from callcenter.web.errors import ApiError
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: How often a session's last-seen time is written (not on every request).
 TOUCH_INTERVAL = dt.timedelta(seconds=60)
+#: How long a confirmed API token is trusted without the database.
+TOKEN_CACHE_TIME = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,38 @@ class Principal:
     #: Hash of the session or API token that authenticated this call.
     credential: str
     csrf_token: str = ""
+
+
+class CredentialCache:
+    """Sessions and tokens the database confirmed recently.
+
+    Consulted only while the database is unreachable, so that agents keep
+    working through an outage; the database stays the authority otherwise,
+    and logging out or ending a user's sessions drops the entries at once.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, dt.datetime]] = {}
+
+    def remember(self, principal: Principal, valid_until: dt.datetime) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[principal.credential] = (principal, valid_until)
+
+    def get(self, digest: str, now: dt.datetime) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def forget(self, digest: str) -> None:
+        self._entries.pop(digest, None)
+
+    def forget_user(self, user_id: int) -> None:
+        for digest, (principal, _) in list(self._entries.items()):
+            if principal.user_id == user_id:
+                del self._entries[digest]
 
 
 def _unauthorized(message: str = "log in first") -> ApiError:
@@ -69,6 +104,16 @@ async def authenticate(request: web.Request, services: Services, method: str) ->
 
 async def session_principal(services: Services, cookie: str) -> Principal:
     digest = token_digest(cookie)
+    try:
+        return await _session_from_database(services, digest)
+    except Exception as exc:
+        cached = services.credentials.get(digest, utcnow()) if is_transient(exc) else None
+        if cached is None:
+            raise
+        return cached
+
+
+async def _session_from_database(services: Services, digest: str) -> Principal:
     now = utcnow()
     async with services.sessions() as db:
         row = (
@@ -91,11 +136,26 @@ async def session_principal(services: Services, cookie: str) -> Principal:
                 update(Session).where(Session.token_hash == digest).values(last_seen_at=now)
             )
             await db.commit()
-        return Principal(user.id, user.username, user.role, "session", digest, session.csrf_token)
+        principal = Principal(
+            user.id, user.username, user.role, "session", digest, session.csrf_token
+        )
+        valid_until = min(session.expires_at, session.last_seen_at + idle)
+        services.credentials.remember(principal, valid_until)
+        return principal
 
 
 async def _from_api_token(services: Services, token: str) -> Principal:
     digest = token_digest(token)
+    try:
+        return await _token_from_database(services, digest)
+    except Exception as exc:
+        cached = services.credentials.get(digest, utcnow()) if is_transient(exc) else None
+        if cached is None:
+            raise
+        return cached
+
+
+async def _token_from_database(services: Services, digest: str) -> Principal:
     async with services.sessions() as db:
         row = (
             await db.execute(
@@ -111,7 +171,10 @@ async def _from_api_token(services: Services, token: str) -> Principal:
         raise _unauthorized("unknown or revoked token")
     if api_token.expires_at is not None and api_token.expires_at <= utcnow():
         raise _unauthorized("the token has expired")
-    return Principal(user.id, user.username, user.role, "token", digest)
+    principal = Principal(user.id, user.username, user.role, "token", digest)
+    # A revoked token may live on for this long, and only during an outage.
+    services.credentials.remember(principal, utcnow() + TOKEN_CACHE_TIME)
+    return principal
 
 
 async def login(
@@ -170,6 +233,7 @@ def set_session_cookie(response: web.Response, services: Services, cookie: str) 
 
 async def logout(services: Services, principal: Principal) -> None:
     """End the session (or revoke nothing for a token) and close the user's websockets."""
+    services.credentials.forget(principal.credential)
     if principal.via == "session":
         async with services.sessions() as db:
             await db.execute(delete(Session).where(Session.token_hash == principal.credential))
@@ -179,6 +243,7 @@ async def logout(services: Services, principal: Principal) -> None:
 
 async def end_user_sessions(services: Services, user_id: int) -> None:
     """Used when a password changes or an account is disabled."""
+    services.credentials.forget_user(user_id)
     async with services.sessions() as db:
         await db.execute(delete(Session).where(Session.user_id == user_id))
         await db.commit()

@@ -163,6 +163,7 @@ async def revoke_token(call: Call) -> Any:
             raise ApiError(404, "not_found", "no such token")
         row.revoked = True
         await db.commit()
+    call.services.credentials.forget(row.token_hash)
     await call.services.audit(
         call.user.user_id, call.user.username, "token.revoke", f"token:{row.id}", call.address
     )
