@@ -68,7 +68,8 @@ class Call:
 
     def path_int(self, name: str) -> int:
         raw = self.request.match_info[name]
-        if not raw.isdigit() or len(raw) > 12:
+        # Ids are 32-bit integers in the database; anything else names nothing.
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 10 or int(raw) > 2**31 - 1:
             raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
         return int(raw)
 

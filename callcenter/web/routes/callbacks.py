@@ -36,7 +36,7 @@ LIST = obj(
     status=Str(choices=CALLBACK_STATUSES),
     assignee_id=Int(minimum=1),
     customer_id=Int(minimum=1),
-    due_before=Str(max_length=40),
+    due_before=Time(),
     **PAGING,
 )
 
@@ -87,7 +87,7 @@ async def list_callbacks(call: Call) -> Any:
         if key in q:
             stmt = stmt.where(column == q[key])
     if "due_before" in q:
-        stmt = stmt.where(Callback.due_at < Time().check(q["due_before"], "query.due_before"))
+        stmt = stmt.where(Callback.due_at < q["due_before"])
     async with call.services.sessions() as db:
         rows, paging = await paginate(call, db, stmt)
     return {"items": [callback_json(c) for c in rows], **paging}

@@ -18,8 +18,8 @@ LIST = obj(
     customer_id=Int(minimum=1),
     agent_id=Int(minimum=1),
     channel=Str(choices=CHANNELS),
-    since=Str(max_length=40),
-    until=Str(max_length=40),
+    since=Time(),
+    until=Time(),
     **PAGING,
 )
 
@@ -68,9 +68,9 @@ async def list_interactions(call: Call) -> Any:
         if key in q:
             stmt = stmt.where(column == q[key])
     if "since" in q:
-        stmt = stmt.where(Interaction.arrived_at >= Time().check(q["since"], "query.since"))
+        stmt = stmt.where(Interaction.arrived_at >= q["since"])
     if "until" in q:
-        stmt = stmt.where(Interaction.arrived_at < Time().check(q["until"], "query.until"))
+        stmt = stmt.where(Interaction.arrived_at < q["until"])
     async with call.services.sessions() as db:
         rows, paging = await paginate(call, db, stmt)
     return {"items": [interaction_json(i) for i in rows], **paging}
