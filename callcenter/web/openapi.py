@@ -32,6 +32,16 @@ _DESCRIPTIONS = {
 }
 
 
+#: Path parameters that are UUIDs; every other ``*_id`` is a positive 32-bit integer.
+_UUID_PARAMS = frozenset({"ticket_id", "interaction_id"})
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    if name in _UUID_PARAMS:
+        return {"type": "string", "format": "uuid"}
+    return {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+
+
 def build(routes: list[Route], prefix: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in routes:
@@ -42,7 +52,7 @@ def build(routes: list[Route], prefix: str) -> dict[str, Any]:
             "responses": {str(route.status): {"description": "Success"}},
         }
         params = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
             for name in re.findall(r"{(\w+)}", route.path)
         ]
         if route.query is not None:
