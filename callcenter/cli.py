@@ -55,7 +55,7 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run() -> None:
-        engine = db.create_engine(settings.database.url)
+        engine = db.engine_for(settings.database)
         try:
             await db.upgrade(engine)
             print(f"database at revision {await db.current_revision(engine)}")
@@ -95,7 +95,7 @@ def _cmd_users_add(args: argparse.Namespace) -> int:
     password = _read_password(args)
 
     async def run() -> int:
-        engine = db.create_engine(settings.database.url)
+        engine = db.engine_for(settings.database)
         try:
             async with db.session_factory(engine)() as session:
                 try:
@@ -140,7 +140,7 @@ def _cmd_users_passwd(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> int:
-        engine = db.create_engine(settings.database.url)
+        engine = db.engine_for(settings.database)
         try:
             async with db.session_factory(engine)() as session:
                 user = (

@@ -464,11 +464,7 @@ async def run_import(
     engine: AsyncEngine | None = None
     failure: str | None = None
     try:
-        engine = db.create_engine(
-            settings.database.url,
-            pool_size=settings.database.pool_size,
-            timeout=settings.database.timeout_seconds,
-        )
+        engine = db.engine_for(settings.database)
         await db.upgrade(engine)
         with _field_limit(limits.max_field_chars), _open(path) as stream:
             await importer.run(

@@ -59,11 +59,7 @@ class Services:
 
 async def open_services(settings: Settings, *, upgrade: bool | None = None) -> Services:
     """Connect, migrate when configured, open the spool and start draining it."""
-    engine = db.create_engine(
-        settings.database.url,
-        pool_size=settings.database.pool_size,
-        timeout=settings.database.timeout_seconds,
-    )
+    engine = db.engine_for(settings.database)
     if settings.database.upgrade_on_start if upgrade is None else upgrade:
         await db.upgrade(engine)
     spool = Spool.open(

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from callcenter.config import DatabaseSettings
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -39,6 +41,13 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> Asy
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def engine_for(settings: DatabaseSettings) -> AsyncEngine:
+    """The engine the settings describe (URL, pool size, timeouts)."""
+    return create_engine(
+        settings.url, pool_size=settings.pool_size, timeout=settings.timeout_seconds
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

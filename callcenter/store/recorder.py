@@ -29,6 +29,26 @@ from callcenter.store.spool import Spool, SpoolRecord
 log = logging.getLogger(__name__)
 
 Applier = Callable[[AsyncConnection, dict[str, Any]], Awaitable[dict[str, Any]]]
+RunApplier = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchApplier:
+    """An applier that can also apply a run of consecutive records of its kind at once.
+
+    Statements sent one record at a time cost a round trip each; ``many``
+    sends each statement once for the whole run. It must leave the database
+    as ``one`` applied to each record in turn would, and return one result
+    per record, in order. It must not reject a record: when it raises, the
+    batch is rolled back and its records are applied one by one with ``one``,
+    which may raise :class:`RecordRejected`.
+    """
+
+    one: Applier
+    many: RunApplier
+
+    async def __call__(self, conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+        return await self.one(conn, data)
 
 
 class RecordRejected(Exception):
@@ -67,13 +87,21 @@ class Pending:
 Outcome = Applied | Rejected | Pending
 
 
+#: SQLSTATE prefixes that say the server cannot serve now, not that the data
+#: is wrong: class 08 (connection exception) and 57P01-57P03 (shutting down,
+#: starting up). asyncpg raises these unwrapped when a connection is lost
+#: while it is being set up.
+_TRANSIENT_SQLSTATES = ("08", "57P")
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` says the database is unreachable rather than the data is wrong."""
     if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    return False
+    state = getattr(exc, "sqlstate", None) or getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES)
 
 
 class Recorder:
@@ -197,23 +225,41 @@ class Recorder:
                 raise
             log.warning("batch of %d records failed (%s); applying one by one", len(records), exc)
         outcomes: list[Outcome] = []
-        for record in records:
-            try:
-                outcomes.extend(await self._apply_batch([record]))
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                outcomes.append(await self._reject_poison(record, exc))
+        try:
+            for record in records:
+                try:
+                    outcomes.extend(await self._apply_batch([record]))
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    outcomes.append(await self._reject_poison(record, exc))
+        except BaseException:
+            # Each record above is committed on its own and the retry skips
+            # it: a refusal not kept now would never be kept.
+            self._keep_rejects(outcomes)
+            raise
         return outcomes
 
     async def _apply_batch(self, records: list[SpoolRecord]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         async with asyncio.timeout(self._timeout), self.engine.begin() as conn:
             last = await self._checkpoint(conn)
-            for record in records:
-                if record.seq <= last:
-                    continue  # applied before a lost commit acknowledgement
+            # Records at or below the checkpoint were applied before a lost
+            # commit acknowledgement.
+            todo = [record for record in records if record.seq > last]
+            index = 0
+            while index < len(todo):
+                record = todo[index]
                 applier = self._appliers.get(record.op)
+                if isinstance(applier, BatchApplier) and (run := _run_length(todo, index)) > 1:
+                    chunk = todo[index : index + run]
+                    results = await applier.many(conn, [r.data for r in chunk])
+                    outcomes.extend(
+                        Applied(r.seq, result) for r, result in zip(chunk, results, strict=True)
+                    )
+                    index += run
+                    continue
+                index += 1
                 if applier is None:
                     outcomes.append(self._rejected(record, f"unknown record type {record.op}"))
                     continue
@@ -223,7 +269,10 @@ class Recorder:
                     outcomes.append(self._rejected(record, str(exc), exc.code))
                     continue
                 outcomes.append(Applied(record.seq, result))
-            await self._advance(conn, records[-1].seq)
+            # After a restart the reader starts below the checkpoint: moving
+            # it back to the end of such a batch would apply what follows twice.
+            if records[-1].seq > last:
+                await self._advance(conn, records[-1].seq)
         return outcomes
 
     async def _reject_poison(self, record: SpoolRecord, exc: BaseException) -> Outcome:
@@ -278,3 +327,12 @@ class Recorder:
             if waiter is not None and not waiter.done():
                 waiter.set_result(outcome)
         self._idle.set()
+
+
+def _run_length(records: list[SpoolRecord], start: int) -> int:
+    """How many records from ``start`` on share the op of the record at ``start``."""
+    op = records[start].op
+    end = start + 1
+    while end < len(records) and records[end].op == op:
+        end += 1
+    return end - start

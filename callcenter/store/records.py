@@ -8,6 +8,8 @@ Payloads are plain JSON with times as ISO 8601 strings.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -25,7 +27,7 @@ from callcenter.store.models import (
     TicketInteraction,
     table,
 )
-from callcenter.store.recorder import Applier, RecordRejected
+from callcenter.store.recorder import Applier, BatchApplier, RecordRejected
 from callcenter.tickets.lifecycle import IllegalTransition, TicketState, transition
 
 INTERACTION_RECORDED = "interaction.recorded"
@@ -49,11 +51,51 @@ def _times(data: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _upsert(conn: AsyncConnection, table: Any, row: dict[str, Any], key: str) -> Any:
+def _upsert(conn: AsyncConnection, table: Any, columns: tuple[str, ...], key: str) -> Any:
+    """Insert-or-update of ``columns``, executed with the rows as parameters.
+
+    SQLAlchemy does not cache the compiled form of ON CONFLICT statements, so
+    a run of rows is sent as one execution rather than one statement each.
+    """
     module = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = module.insert(table).values(**row)
-    changes = {k: stmt.excluded[k] for k in row if k != key}
+    stmt = module.insert(table)
+    changes = {k: stmt.excluded[k] for k in columns if k != key}
     return stmt.on_conflict_do_update(index_elements=[key], set_=changes)
+
+
+def _same_keys(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive rows with the same columns, in order: one execution each.
+
+    An execution with many rows takes its columns from the first row, so rows
+    that name other columns go to their own execution.
+    """
+    group: list[dict[str, Any]] = []
+    for row in rows:
+        if group and row.keys() != group[0].keys():
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
+
+
+def _change_rows(
+    ticket_id: str,
+    actor_id: int | None,
+    at: dt.datetime,
+    changes: list[tuple[str, Any, Any]],
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "ticket_id": ticket_id,
+            "actor_id": actor_id,
+            "field": name,
+            "old_value": None if old is None else str(old),
+            "new_value": None if new is None else str(new),
+            "at": at,
+        }
+        for name, old, new in changes
+    ]
 
 
 async def _history(
@@ -65,48 +107,78 @@ async def _history(
 ) -> None:
     if changes:
         await conn.execute(
-            insert(table(TicketChange)),
-            [
-                {
-                    "ticket_id": ticket_id,
-                    "actor_id": actor_id,
-                    "field": field,
-                    "old_value": None if old is None else str(old),
-                    "new_value": None if new is None else str(new),
-                    "at": at,
-                }
-                for field, old, new in changes
-            ],
+            insert(table(TicketChange)), _change_rows(ticket_id, actor_id, at, changes)
         )
+
+
+@dataclass(slots=True)
+class _NewTickets:
+    """The rows that new tickets write: themselves, their first history entries, their links."""
+
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    links: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, data: dict[str, Any]) -> dict[str, Any]:
+        row = _times(data, _TICKET_TIMES)
+        links = row.pop("interaction_ids", [])
+        row.setdefault("status", "new")
+        self.tickets.append(row)
+        self.changes.extend(
+            _change_rows(
+                row["id"],
+                row.get("created_by_id"),
+                row["created_at"],
+                [("status", None, row["status"])],
+            )
+        )
+        self.links.extend({"ticket_id": row["id"], "interaction_id": i} for i in links)
+        return {"ticket_id": row["id"], "number": row["number"]}
+
+    async def insert(self, conn: AsyncConnection) -> None:
+        for group in _same_keys(self.tickets):
+            await conn.execute(insert(table(Ticket)), group)
+        if self.changes:
+            await conn.execute(insert(table(TicketChange)), self.changes)
+        if self.links:
+            await conn.execute(insert(table(TicketInteraction)), self.links)
 
 
 async def _insert_ticket(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
-    row = _times(data, _TICKET_TIMES)
-    actor = row.get("created_by_id")
-    links = row.pop("interaction_ids", [])
-    row.setdefault("status", "new")
-    await conn.execute(insert(table(Ticket)).values(**row))
-    await _history(conn, row["id"], actor, row["created_at"], [("status", None, row["status"])])
-    if links:
-        await conn.execute(
-            insert(table(TicketInteraction)),
-            [{"ticket_id": row["id"], "interaction_id": i} for i in links],
-        )
-    return {"ticket_id": row["id"], "number": row["number"]}
+    new = _NewTickets()
+    result = new.add(data)
+    await new.insert(conn)
+    return result
 
 
 async def apply_interaction(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
     """An interaction as it stands (inserted, or updated by a later record), and
     optionally the ticket it opens, in the same transaction."""
-    row = _times(data["interaction"], _INTERACTION_TIMES)
-    await conn.execute(_upsert(conn, table(Interaction), row, "id"))
-    result: dict[str, Any] = {"interaction_id": row["id"]}
-    ticket = data.get("ticket")
-    if ticket is not None:
-        ticket = dict(ticket)
-        ticket["interaction_ids"] = [row["id"]]
-        result.update(await _insert_ticket(conn, ticket))
-    return result
+    return (await apply_interactions(conn, [data]))[0]
+
+
+async def apply_interactions(
+    conn: AsyncConnection, batch: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """:func:`apply_interaction` for a run of records, each statement sent once for the run.
+
+    Interactions go first, then tickets, their history and links: each row
+    still follows the rows it refers to, and a later record for the same
+    interaction still updates it in order.
+    """
+    rows = [_times(data["interaction"], _INTERACTION_TIMES) for data in batch]
+    for group in _same_keys(rows):
+        await conn.execute(_upsert(conn, table(Interaction), tuple(group[0]), "id"), group)
+    new = _NewTickets()
+    results: list[dict[str, Any]] = []
+    for row, data in zip(rows, batch, strict=True):
+        result: dict[str, Any] = {"interaction_id": row["id"]}
+        ticket = data.get("ticket")
+        if ticket is not None:
+            result.update(new.add({**ticket, "interaction_ids": [row["id"]]}))
+        results.append(result)
+    await new.insert(conn)
+    return results
 
 
 async def apply_ticket_created(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +268,7 @@ async def apply_queue_log(conn: AsyncConnection, data: dict[str, Any]) -> dict[s
 
 
 APPLIERS: dict[str, Applier] = {
-    INTERACTION_RECORDED: apply_interaction,
+    INTERACTION_RECORDED: BatchApplier(apply_interaction, apply_interactions),
     TICKET_CREATED: apply_ticket_created,
     TICKET_UPDATED: apply_ticket_updated,
     TICKET_TRANSITIONED: apply_ticket_transitioned,

@@ -90,7 +90,9 @@ def decode_records(
         try:
             obj = json.loads(payload)
             records.append(SpoolRecord(int(obj["seq"]), str(obj["op"]), dict(obj["data"])))
-        except (ValueError, KeyError, TypeError):
+        # A checksum proves the bytes are as written, not that they are a
+        # record: anything JSON can hold (Infinity, deep nesting) is damage.
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return records, pos, True
         pos = end
     return records, pos, False

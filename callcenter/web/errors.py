@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from callcenter.store.recorder import is_transient
 
@@ -64,6 +65,11 @@ async def errors_middleware(
             raise
         code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
         return error_response(exc.status, code, message)
+    except IntegrityError:
+        # A unique or foreign key the handler checked was taken or removed by a
+        # concurrent request in between: the client's change conflicts, retrying
+        # will show why.
+        return error_response(409, "conflict", "the change conflicts with existing data")
     except Exception as exc:
         if is_transient(exc):
             log.warning("database unavailable during %s %s: %s", request.method, request.path, exc)

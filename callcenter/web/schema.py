@@ -69,7 +69,12 @@ class Str(Schema):
         if len(value) > self.max_length:
             raise ValidationError(path, f"must have at most {self.max_length} characters")
         if len(value) < self.min_length:
-            raise ValidationError(path, f"must have at least {self.min_length} characters")
+            raise ValidationError(
+                path,
+                "must not be empty"
+                if self.min_length == 1
+                else f"must have at least {self.min_length} characters",
+            )
         if self.choices is not None and value not in self.choices:
             raise ValidationError(path, f"must be one of: {', '.join(self.choices)}")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from callcenter.clock import to_iso
 from callcenter.store.customers import (
@@ -117,9 +118,12 @@ async def create(call: Call) -> Any:
     async with call.services.sessions() as db:
         try:
             customer = await create_customer(db, call.body, region)
+            await db.commit()
         except CustomerInputError as exc:
             raise _input_error(exc) from None
-        await db.commit()
+        except IntegrityError:
+            # Another request took the account number between check and insert.
+            raise _input_error(CustomerInputError("account_number", "is already used")) from None
         views = await load_contacts(db, [customer])
     await call.services.audit(
         call.user.user_id,
@@ -210,9 +214,11 @@ async def patch_customer(call: Call) -> Any:
         customer = await _get(db, customer_id)
         try:
             changed = await update_customer(db, customer, call.body, region)
+            await db.commit()
         except CustomerInputError as exc:
             raise _input_error(exc) from None
-        await db.commit()
+        except IntegrityError:
+            raise _input_error(CustomerInputError("account_number", "is already used")) from None
         views = await load_contacts(db, [customer])
     if changed:
         await call.services.audit(
