@@ -88,10 +88,11 @@ Outcome = Applied | Rejected | Pending
 
 
 #: SQLSTATE prefixes that say the server cannot serve now, not that the data
-#: is wrong: class 08 (connection exception) and 57P01-57P03 (shutting down,
-#: starting up). asyncpg raises these unwrapped when a connection is lost
-#: while it is being set up.
-_TRANSIENT_SQLSTATES = ("08", "57P")
+#: is wrong: class 08 (connection exception), 57P01-57P03 (shutting down,
+#: starting up), and 40001/40P01 (serialization failure, deadlock), after
+#: which the same transaction succeeds when tried again. asyncpg raises some
+#: of these unwrapped when a connection is lost while it is being set up.
+_TRANSIENT_SQLSTATES = ("08", "57P", "40001", "40P01")
 
 
 def is_transient(exc: BaseException) -> bool:
