@@ -118,6 +118,7 @@ class _NewTickets:
     tickets: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     links: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, data: dict[str, Any]) -> dict[str, Any]:
         row = _times(data, _TICKET_TIMES)
@@ -133,15 +134,34 @@ class _NewTickets:
             )
         )
         self.links.extend({"ticket_id": row["id"], "interaction_id": i} for i in links)
-        return {"ticket_id": row["id"], "number": row["number"]}
+        result = {"ticket_id": row["id"], "number": row["number"]}
+        self.results.append(result)
+        return result
 
     async def insert(self, conn: AsyncConnection) -> None:
+        if len(self.tickets) == 1:
+            await _avoid_number_clash(conn, self.tickets[0])
+            self.results[0]["number"] = self.tickets[0]["number"]
         for group in _same_keys(self.tickets):
             await conn.execute(insert(table(Ticket)), group)
         if self.changes:
             await conn.execute(insert(table(TicketChange)), self.changes)
         if self.links:
             await conn.execute(insert(table(TicketInteraction)), self.links)
+
+
+async def _avoid_number_clash(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    """Give a ticket whose random number is taken a distinct one instead of refusing it.
+
+    A batch does not look (its insert fails on the unique index and its
+    records are applied one by one, which comes here); a lone ticket pays one
+    indexed lookup. The suffix comes from the ticket's id, so a retry after a
+    lost commit picks the same number.
+    """
+    tbl = table(Ticket)
+    taken = await conn.execute(select(tbl.c.id).where(tbl.c.number == row["number"]))
+    if taken.first() is not None:
+        row["number"] = f"{row['number']}-{row['id'][:4].upper()}"
 
 
 async def _insert_ticket(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -488,3 +489,49 @@ async def test_record_and_wait_is_pending_while_the_database_is_down(
         finally:
             await unreachable.dispose()
     assert await queue_numbers(engine) == list(range(5))
+
+
+async def test_a_clashing_ticket_number_is_made_distinct_not_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Random ticket numbers can clash; the second ticket gets a suffix and is kept."""
+    engine = create_engine(database_url)
+    await upgrade(engine)
+    recorder = Recorder(Spool.open(tmp_path / "spool"), engine, APPLIERS)
+    recorder.start()
+    try:
+        first = new_ticket({"subject": "one"}, None, dt.datetime.now(dt.UTC), TicketSettings())
+        second = new_ticket({"subject": "two"}, None, dt.datetime.now(dt.UTC), TicketSettings())
+        second["number"] = first["number"]
+        third = new_ticket({"subject": "three"}, None, dt.datetime.now(dt.UTC), TicketSettings())
+        outcomes = [
+            await recorder.record_and_wait(TICKET_CREATED, data, 10) for data in (first, second)
+        ]
+        # In a batch of ended contacts: the batch fails on the unique index and
+        # its records are applied one by one, where the clash is resolved.
+        calls = [interaction(n, with_ticket=True) for n in range(3)]
+        calls[1]["ticket"]["number"] = first["number"]
+        third["number"] = first["number"]
+        await recorder.record(TICKET_CREATED, third)
+        await asyncio.gather(*(recorder.record(INTERACTION_RECORDED, c) for c in calls))
+        await recorder.drained(10)
+        assert all(isinstance(o, Applied) for o in outcomes)
+        numbers = [o.result["number"] for o in outcomes if isinstance(o, Applied)]
+        assert numbers[0] == first["number"]
+        assert numbers[1] == f"{first['number']}-{second['id'][:4].upper()}"
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(Ticket.subject, Ticket.number))
+            stored = {subject: number for subject, number in rows.all()}
+        assert stored == {
+            "one": first["number"],
+            "two": numbers[1],
+            "three": f"{first['number']}-{third['id'][:4].upper()}",
+            "call 0": calls[0]["ticket"]["number"],
+            "call 1": f"{first['number']}-{calls[1]['ticket']['id'][:4].upper()}",
+            "call 2": calls[2]["ticket"]["number"],
+        }
+        assert recorder.rejected_count == 0
+    finally:
+        await recorder.stop()
+        await recorder.spool.close()
+        await engine.dispose()
