@@ -170,6 +170,32 @@ def _cmd_customers_import(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_erlang(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import math
+
+    from callcenter.acd import erlang
+
+    figures: dict[str, float | int | None] = {}
+    try:
+        agents = args.agents
+        if agents is None:
+            traffic = erlang.traffic_erlangs(args.calls_per_hour, args.aht)
+            agents = erlang.agents_required(traffic, args.aht, args.target, args.sl_goal)
+            figures["agents_required"] = agents
+        report = erlang.erlang_report(args.calls_per_hour, args.aht, agents, args.target)
+    except ValueError as exc:
+        print(f"callcenter erlang: error: {exc}", file=sys.stderr)
+        return 2
+    figures.update(dataclasses.asdict(report))
+    # JSON has no infinity: an unstable queue's endless wait is reported as null.
+    if math.isinf(report.asa_seconds):
+        figures["asa_seconds"] = None
+    print(json.dumps(figures, allow_nan=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -213,6 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--rejects", help="where bad rows go (default: FILE.rejects.csv)")
     imp.set_defaults(func=_cmd_customers_import)
+
+    # Pure arithmetic: no settings are read, so no --config.
+    erl = commands.add_parser(
+        "erlang",
+        help="Erlang C staffing figures",
+        description="Erlang C staffing figures for one queue, printed as one JSON object",
+    )
+    erl.add_argument("--calls-per-hour", type=float, required=True, metavar="R")
+    erl.add_argument("--aht", type=float, required=True, metavar="S", help="average handle time, s")
+    erl.add_argument(
+        "--target", type=float, required=True, metavar="T", help="service-level target, s"
+    )
+    staffing = erl.add_mutually_exclusive_group(required=True)
+    staffing.add_argument("--agents", type=int, metavar="N", help="figures for N agents")
+    staffing.add_argument(
+        "--sl-goal",
+        type=float,
+        metavar="G",
+        help="find the fewest agents answering this share (0-1) within the target",
+    )
+    erl.set_defaults(func=_cmd_erlang)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Automatic call distribution: the router, lifecycles, strategies and queue statistics."""

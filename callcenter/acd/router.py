@@ -1,0 +1,802 @@
+"""The ACD router: a pure state machine, ``handle(event, now) -> effects``.
+
+It keeps the waiting contacts of every queue ordered by priority score (see
+:mod:`callcenter.acd.priority`) and the agents who could take them, and
+decides who gets what. It does no I/O: the adapter feeds it events, carries
+out the effects, and calls :meth:`Router.handle` with :class:`Tick` when
+:meth:`Router.next_deadline` has passed.
+
+Offers are reservations. The router never offers on its own authority: it
+emits :class:`Reserve`, the live-state store applies it as a compare-and-set,
+and only a successful :class:`ReserveResult` turns into an :class:`Offer`. A
+lost race (another node took the agent or the contact) is handled by routing
+again. Locally the reserved slot counts as taken from the moment the
+reservation is asked for, so the router itself never double-books.
+
+Decisions are triggered from both sides: a contact that arrives (or comes back
+after a refused offer) looks for the best free agent by its queue's strategy;
+an agent who frees up takes the highest-scoring contact at the head of the
+queues it may serve (an agent serving several queues gets the highest score
+across them). Only a few entries at the head of each queue are examined, so a
+decision costs O(queues x log waiting), not O(waiting).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import itertools
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from callcenter.acd import events as ev
+from callcenter.acd.lifecycle import (
+    FINAL,
+    ContactStatus,
+    IllegalTransition,
+    Presence,
+    check_contact,
+    check_presence,
+)
+from callcenter.acd.rules import QueueRules, RouterSettings
+from callcenter.acd.strategies import Candidate, choose
+
+S = ContactStatus
+#: Heap entries examined at the head of a queue when an agent frees up.
+HEAD_SCAN = 8
+
+
+class UnknownQueue(KeyError):
+    pass
+
+
+class UnknownContact(KeyError):
+    pass
+
+
+class UnknownAgent(KeyError):
+    pass
+
+
+@dataclass
+class _Agent:
+    agent_id: str
+    skills: dict[str, int]
+    capacity: dict[str, int]
+    order: int
+    idle_since: dt.datetime
+    presence: Presence = Presence.OFFLINE
+    reason: str = ""
+    #: Contacts holding one of the agent's slots (reserving, offered, connected,
+    #: wrap-up), with their channel.
+    holding: dict[str, str] = field(default_factory=dict)
+    handled: int = 0
+    talk_seconds: float = 0.0
+    #: Queue -> the widening step from which this agent qualifies (0 = always).
+    steps: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Contact:
+    contact_id: str
+    queue: str
+    channel: str
+    tier: str | None
+    ivr_priority: int
+    skills: dict[str, int]
+    waiting_since: dt.datetime
+    queued_at: dt.datetime
+    status: ContactStatus = S.ARRIVED
+    version: int = 0
+    #: Bumped on every (re)enqueue; heap entries with another stamp are stale.
+    stamp: int = 0
+    #: Bumped when the contact enters a queue; its queue timers carry it.
+    stay: int = 0
+    pending: set[str] = field(default_factory=set)
+    offered_to: set[str] = field(default_factory=set)
+    rejected_by: set[str] = field(default_factory=set)
+    #: Agents the store refused for this contact (taken on another node).
+    lost_to: set[str] = field(default_factory=set)
+    agent: str | None = None
+    answered_at: dt.datetime | None = None
+    callback: str | None = None
+
+
+@dataclass
+class _Queue:
+    rules: QueueRules
+    #: channel -> heap of (key, stamp, contact_id); key = waiting_since - head start.
+    heaps: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+    last_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfigured:
+    """Add or change a queue."""
+
+    rules: QueueRules
+
+
+class Router:
+    """See the module docstring. Not thread-safe; one adapter task drives it."""
+
+    def __init__(
+        self,
+        queues: Iterable[QueueRules] = (),
+        settings: RouterSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or RouterSettings()
+        self._rng = rng or random.Random()
+        self._queues: dict[str, _Queue] = {}
+        self._agents: dict[str, _Agent] = {}
+        self._contacts: dict[str, _Contact] = {}
+        #: (queue, channel) -> agents who may serve the queue and have a free slot.
+        self._free: dict[tuple[str, str], set[str]] = {}
+        self._timers: list[tuple[dt.datetime, int, str, str, str, int]] = []
+        self._seq = itertools.count()
+        for rules in queues:
+            self._configure(rules)
+
+    # -- public surface ----------------------------------------------------
+
+    def handle(self, event: ev.Event | QueueConfigured, now: dt.datetime) -> list[ev.Effect]:
+        """Apply ``event`` at ``now``; return the effects to carry out, in order."""
+        out: list[ev.Effect] = []
+        match event:
+            case ev.Tick():
+                self._fire_timers(now, out)
+            case ev.ContactArrived():
+                self._arrive(event, now, out)
+            case ev.ReserveResult():
+                self._reserved(event, now, out)
+            case ev.OfferAccepted():
+                self._accept(event, now, out)
+            case ev.OfferRejected():
+                self._reject(event, now, out)
+            case ev.ContactLeft():
+                self._left(event, now, out)
+            case ev.WrapupDone():
+                self._wrapup_done(event.contact_id, event.agent_id, now, out)
+            case ev.AgentPresenceChanged():
+                self._presence(event, now, out)
+            case ev.AgentJoined():
+                self._join(event, now, out)
+            case ev.CallbackRequested():
+                self._callback(event, now, out)
+            case ev.ContactMoved():
+                self._move(event, now, out)
+            case QueueConfigured():
+                self._configure(event.rules)
+                for agent in self._agents.values():
+                    self._route_agent(agent, now, out)
+        return out
+
+    def next_deadline(self) -> dt.datetime | None:
+        """When the adapter should send the next :class:`Tick` (None: no timer)."""
+        while self._timers and not self._timer_valid(self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def waiting(self, queue: str) -> int:
+        return len(self._queue(queue).waiting)
+
+    def contact_status(self, contact_id: str) -> ContactStatus:
+        return self._contact(contact_id).status
+
+    def agent_load(self, agent_id: str) -> dict[str, int]:
+        agent = self._agent(agent_id)
+        load: dict[str, int] = {}
+        for channel in agent.holding.values():
+            load[channel] = load.get(channel, 0) + 1
+        return load
+
+    def agent_presence(self, agent_id: str) -> tuple[str, str]:
+        agent = self._agent(agent_id)
+        return agent.presence.value, agent.reason
+
+    def offers_of(self, contact_id: str) -> frozenset[str]:
+        return frozenset(self._contact(contact_id).offered_to)
+
+    # -- lookups -------------------------------------------------------------
+
+    def _queue(self, name: str) -> _Queue:
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise UnknownQueue(name) from None
+
+    def _contact(self, contact_id: str) -> _Contact:
+        try:
+            return self._contacts[contact_id]
+        except KeyError:
+            raise UnknownContact(contact_id) from None
+
+    def _agent(self, agent_id: str) -> _Agent:
+        try:
+            return self._agents[agent_id]
+        except KeyError:
+            raise UnknownAgent(agent_id) from None
+
+    # -- configuration -------------------------------------------------------
+
+    def _configure(self, rules: QueueRules) -> None:
+        queue = self._queues.get(rules.name)
+        if queue is None:
+            self._queues[rules.name] = _Queue(rules)
+        else:
+            queue.rules = rules
+        for agent in self._agents.values():
+            self._compute_steps(agent)
+            self._refresh(agent)
+
+    def _compute_steps(self, agent: _Agent) -> None:
+        agent.steps = {}
+        for name, queue in self._queues.items():
+            lowers = [0] + [w.lower_by for w in queue.rules.widening]
+            for step, lower in enumerate(lowers):
+                if all(
+                    agent.skills.get(skill, 0) >= max(1, level - lower)
+                    for skill, level in queue.rules.skills.items()
+                ):
+                    agent.steps[name] = step
+                    break
+
+    # -- agent slots -----------------------------------------------------------
+
+    def _free_for(self, agent: _Agent, channel: str) -> bool:
+        if agent.presence is not Presence.AVAILABLE:
+            return False
+        used = sum(1 for c in agent.holding.values() if c == channel)
+        if used >= agent.capacity.get(channel, 0):
+            return False
+        if self.settings.voice_is_exclusive:
+            if channel == "voice" and agent.holding:
+                return False
+            if channel != "voice" and "voice" in agent.holding.values():
+                return False
+        return True
+
+    def _refresh(self, agent: _Agent) -> None:
+        """Bring the free-agent index up to date after ``agent`` changed."""
+        for name in self._queues:
+            for channel in agent.capacity:
+                key = (name, channel)
+                if name in agent.steps and self._free_for(agent, channel):
+                    self._free.setdefault(key, set()).add(agent.agent_id)
+                else:
+                    free = self._free.get(key)
+                    if free is not None:
+                        free.discard(agent.agent_id)
+
+    def _release_slot(self, agent: _Agent, contact_id: str, now: dt.datetime) -> None:
+        if agent.holding.pop(contact_id, None) is not None and not agent.holding:
+            agent.idle_since = now
+        self._refresh(agent)
+
+    # -- contacts --------------------------------------------------------------
+
+    def _step_of(self, contact: _Contact, now: dt.datetime) -> int:
+        waited = (now - contact.queued_at).total_seconds()
+        rules = self._queue(contact.queue).rules
+        return sum(1 for w in rules.widening if w.after_seconds <= waited)
+
+    def _key(self, contact: _Contact) -> float:
+        rules = self._queue(contact.queue).rules
+        head = self.settings.priority.head_start(rules.priority, contact.tier, contact.ivr_priority)
+        return contact.waiting_since.timestamp() - head
+
+    def _enqueue(self, contact: _Contact) -> None:
+        queue = self._queue(contact.queue)
+        contact.stamp += 1
+        heap = queue.heaps.setdefault(contact.channel, [])
+        heapq.heappush(heap, (self._key(contact), contact.stamp, contact.contact_id))
+        queue.waiting.add(contact.contact_id)
+
+    def _valid_entry(self, queue: str, entry: tuple[float, int, str]) -> _Contact | None:
+        contact = self._contacts.get(entry[2])
+        if (
+            contact is None
+            or contact.queue != queue
+            or contact.stamp != entry[1]
+            or contact.status is not S.QUEUED
+            or contact.pending
+        ):
+            return None
+        return contact
+
+    def _arrive(self, event: ev.ContactArrived, now: dt.datetime, out: list[ev.Effect]) -> None:
+        queue = self._queue(event.queue)
+        if event.contact_id in self._contacts:
+            raise IllegalTransition("contact", "known", "arrived")
+        contact = _Contact(
+            contact_id=event.contact_id,
+            queue=event.queue,
+            channel=event.channel,
+            tier=event.tier,
+            ivr_priority=event.ivr_priority,
+            skills=dict(event.skills),
+            waiting_since=event.waiting_since or now,
+            queued_at=now,
+        )
+        self._contacts[contact.contact_id] = contact
+        limit = queue.rules.max_waiting
+        if limit is not None and len(queue.waiting) >= limit:
+            self._overflow(contact, now, out, reason="queue_full")
+            return
+        contact.status = check_contact(contact.status, S.QUEUED)
+        self._enqueue(contact)
+        out.append(
+            ev.QueueLog(
+                now,
+                contact.contact_id,
+                contact.queue,
+                "",
+                "enqueued",
+                {"channel": contact.channel, "tier": contact.tier or ""},
+            )
+        )
+        self._arm_queue_timers(contact, now)
+        self._route_contact(contact, now, out)
+
+    def _arm_queue_timers(self, contact: _Contact, now: dt.datetime) -> None:
+        contact.stay += 1
+        rules = self._queue(contact.queue).rules
+        if rules.max_wait_seconds is not None:
+            at = now + dt.timedelta(seconds=rules.max_wait_seconds)
+            self._timer(at, "max_wait", contact.contact_id, "", contact.stay)
+        for widening in rules.widening:
+            at = now + dt.timedelta(seconds=widening.after_seconds)
+            self._timer(at, "widen", contact.contact_id, "", contact.stay)
+
+    def _overflow(
+        self, contact: _Contact, now: dt.datetime, out: list[ev.Effect], reason: str
+    ) -> None:
+        origin = contact.queue
+        self._queue(origin).waiting.discard(contact.contact_id)
+        target = self._queue(origin).rules.overflow_queue
+        out.append(
+            ev.QueueLog(
+                now,
+                contact.contact_id,
+                origin,
+                "",
+                "overflowed",
+                {"reason": reason, "target": target},
+            )
+        )
+        if target and target != origin and target in self._queues:
+            # Moving on keeps the customer's place by score: waiting_since stays.
+            contact.status = check_contact(contact.status, S.QUEUED)
+            contact.queue = target
+            contact.queued_at = now
+            contact.rejected_by.clear()
+            self._enqueue(contact)
+            self._arm_queue_timers(contact, now)
+            self._route_contact(contact, now, out)
+            return
+        contact.status = check_contact(contact.status, S.OVERFLOWED)
+        out.append(ev.ContactEnded(contact.contact_id, "overflowed", target))
+        del self._contacts[contact.contact_id]
+
+    # -- deciding ----------------------------------------------------------------
+
+    def _candidates(self, contact: _Contact, now: dt.datetime) -> list[_Agent]:
+        free = self._free.get((contact.queue, contact.channel), set())
+        step = self._step_of(contact, now)
+        found = []
+        for agent_id in free:
+            agent = self._agents[agent_id]
+            if agent.steps.get(contact.queue, 99) > step or contact.contact_id in agent.holding:
+                continue
+            if agent_id in contact.lost_to:
+                continue
+            if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
+                continue
+            found.append(agent)
+        fresh = [a for a in found if a.agent_id not in contact.rejected_by]
+        # Agents who refused this contact get it again only when nobody else can.
+        return fresh or found
+
+    def _candidate(self, agent: _Agent, contact: _Contact) -> Candidate:
+        rules = self._queue(contact.queue).rules
+        needs = {**rules.skills, **contact.skills}
+        return Candidate(
+            agent.agent_id,
+            agent.idle_since,
+            agent.handled,
+            agent.talk_seconds,
+            agent.order,
+            sum(agent.skills.get(s, 0) for s in needs),
+        )
+
+    def _route_contact(self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]) -> None:
+        if contact.status is not S.QUEUED or contact.pending:
+            return
+        queue = self._queue(contact.queue)
+        agents = self._candidates(contact, now)
+        if not agents:
+            return
+        if queue.rules.strategy == "ring_all":
+            for agent in sorted(agents, key=lambda a: a.agent_id):
+                self._reserve(contact, agent, out, shared=True)
+            return
+        chosen = choose(
+            queue.rules.strategy,
+            [self._candidate(a, contact) for a in agents],
+            self._rng,
+            queue.last_agent,
+        )
+        assert chosen is not None
+        self._reserve(contact, self._agents[chosen.agent_id], out, shared=False)
+
+    def _route_agent(self, agent: _Agent, now: dt.datetime, out: list[ev.Effect]) -> None:
+        """Give a freed agent the best waiting contact it may take, if any."""
+        while True:
+            best: tuple[float, _Contact] | None = None
+            for name, step_needed in agent.steps.items():
+                queue = self._queues[name]
+                for channel, heap in queue.heaps.items():
+                    if not self._free_for(agent, channel):
+                        continue
+                    found = self._head_for(agent, name, heap, step_needed, now)
+                    if found is not None and (best is None or found[0] < best[0]):
+                        best = found
+            if best is None:
+                return
+            contact = best[1]
+            if self._queue(contact.queue).rules.strategy == "ring_all":
+                self._route_contact(contact, now, out)
+            else:
+                self._reserve(contact, agent, out, shared=False)
+            if not any(self._free_for(agent, ch) for ch in agent.capacity):
+                return
+
+    def _head_for(
+        self,
+        agent: _Agent,
+        queue: str,
+        heap: list[tuple[float, int, str]],
+        step_needed: int,
+        now: dt.datetime,
+    ) -> tuple[float, _Contact] | None:
+        while heap and self._valid_entry(queue, heap[0]) is None:
+            heapq.heappop(heap)
+        for entry in heapq.nsmallest(HEAD_SCAN, heap):
+            contact = self._valid_entry(queue, entry)
+            if contact is None or contact.contact_id in agent.holding:
+                continue
+            if self._step_of(contact, now) < step_needed:
+                continue
+            if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
+                continue
+            if agent.agent_id in contact.rejected_by:
+                continue
+            return entry[0], contact
+        return None
+
+    def _reserve(
+        self, contact: _Contact, agent: _Agent, out: list[ev.Effect], shared: bool
+    ) -> None:
+        contact.pending.add(agent.agent_id)
+        agent.holding[contact.contact_id] = contact.channel
+        self._refresh(agent)
+        out.append(
+            ev.Reserve(
+                contact.contact_id,
+                agent.agent_id,
+                contact.channel,
+                agent.capacity.get(contact.channel, 0),
+                contact.version,
+                shared,
+            )
+        )
+
+    def _reserved(self, event: ev.ReserveResult, now: dt.datetime, out: list[ev.Effect]) -> None:
+        contact = self._contacts.get(event.contact_id)
+        agent = self._agent(event.agent_id)
+        if contact is None or event.agent_id not in contact.pending or contact.status in FINAL:
+            # The contact left while the store was answering: give the slot back.
+            if event.ok:
+                out.append(ev.Withdraw(event.contact_id, event.agent_id, "abandoned"))
+            if contact is not None:
+                contact.pending.discard(event.agent_id)
+                if contact.status in FINAL and not contact.pending:
+                    del self._contacts[contact.contact_id]
+            self._release_slot(agent, event.contact_id, now)
+            self._route_agent(agent, now, out)
+            return
+        contact.pending.discard(agent.agent_id)
+        if not event.ok:
+            # Lost a race with another node: the agent is busy there, so this
+            # contact looks elsewhere; the agent is routed again at its next change.
+            contact.lost_to.add(agent.agent_id)
+            self._release_slot(agent, contact.contact_id, now)
+            if not contact.pending and not contact.offered_to:
+                self._route_contact(contact, now, out)
+            return
+        if contact.status is S.QUEUED:
+            contact.status = check_contact(contact.status, S.OFFERED)
+            contact.version += 1
+            queue = self._queue(contact.queue)
+            queue.last_agent = agent.agent_id
+        contact.offered_to.add(agent.agent_id)
+        rules = self._queue(contact.queue).rules
+        deadline = now + dt.timedelta(seconds=rules.offer_timeout_seconds)
+        self._timer(deadline, "offer", contact.contact_id, agent.agent_id, contact.version)
+        out.append(
+            ev.Offer(contact.contact_id, agent.agent_id, contact.queue, contact.channel, deadline)
+        )
+        out.append(ev.QueueLog(now, contact.contact_id, contact.queue, agent.agent_id, "offered"))
+
+    # -- offers answered -----------------------------------------------------------
+
+    def _accept(self, event: ev.OfferAccepted, now: dt.datetime, out: list[ev.Effect]) -> None:
+        contact = self._contacts.get(event.contact_id)
+        if contact is None or event.agent_id not in contact.offered_to:
+            # Too late (timed out, taken by another, or the customer left).
+            out.append(ev.Withdraw(event.contact_id, event.agent_id, "expired"))
+            return
+        contact.status = check_contact(contact.status, S.CONNECTED)
+        contact.version += 1
+        contact.agent = event.agent_id
+        contact.answered_at = now
+        self._queue(contact.queue).waiting.discard(contact.contact_id)
+        out.append(ev.Connect(contact.contact_id, event.agent_id))
+        for other in sorted(contact.offered_to - {event.agent_id}):
+            # Ring-all: the first accept wins, the others stop ringing.
+            out.append(ev.Withdraw(contact.contact_id, other, "taken"))
+            self._release_slot(self._agents[other], contact.contact_id, now)
+        others = sorted(contact.offered_to - {event.agent_id})
+        contact.offered_to = {event.agent_id}
+        agent = self._agents[event.agent_id]
+        agent.handled += 1
+        waited = (now - contact.waiting_since).total_seconds()
+        out.append(
+            ev.QueueLog(
+                now,
+                contact.contact_id,
+                contact.queue,
+                event.agent_id,
+                "connected",
+                {"waited": round(waited, 3)},
+            )
+        )
+        for other in others:
+            self._route_agent(self._agents[other], now, out)
+
+    def _requeue_after_offer(
+        self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        if contact.offered_to or contact.pending or contact.status is not S.OFFERED:
+            return
+        contact.status = check_contact(contact.status, S.QUEUED)
+        contact.version += 1
+        # Same key as before: the contact goes back to its place at the head.
+        self._enqueue(contact)
+        self._route_contact(contact, now, out)
+
+    def _reject(self, event: ev.OfferRejected, now: dt.datetime, out: list[ev.Effect]) -> None:
+        contact = self._contacts.get(event.contact_id)
+        if contact is None or event.agent_id not in contact.offered_to:
+            out.append(ev.Withdraw(event.contact_id, event.agent_id, "expired"))
+            return
+        agent = self._agents[event.agent_id]
+        contact.offered_to.discard(agent.agent_id)
+        contact.rejected_by.add(agent.agent_id)
+        out.append(ev.Withdraw(contact.contact_id, agent.agent_id, "rejected"))
+        out.append(ev.QueueLog(now, contact.contact_id, contact.queue, agent.agent_id, "rejected"))
+        self._release_slot(agent, contact.contact_id, now)
+        self._requeue_after_offer(contact, now, out)
+        self._route_agent(agent, now, out)
+
+    def _offer_timeout(
+        self, contact: _Contact, agent_id: str, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        agents = [agent_id] if agent_id in contact.offered_to else []
+        ring_all = self._queue(contact.queue).rules.strategy == "ring_all"
+        if ring_all:
+            agents = sorted(contact.offered_to)
+        for name in agents:
+            agent = self._agents[name]
+            contact.offered_to.discard(name)
+            contact.rejected_by.add(name)
+            out.append(ev.Withdraw(contact.contact_id, name, "timeout"))
+            out.append(ev.QueueLog(now, contact.contact_id, contact.queue, name, "timeout"))
+            self._release_slot(agent, contact.contact_id, now)
+            missed = self.settings.missed_offer_presence
+            if not ring_all and missed != agent.presence.value:
+                agent.presence = check_presence(agent.presence, Presence(missed))
+                agent.reason = self.settings.missed_offer_reason
+                self._refresh(agent)
+                out.append(ev.PresenceSet(name, agent.presence.value, agent.reason))
+        self._requeue_after_offer(contact, now, out)
+        for name in agents:
+            self._route_agent(self._agents[name], now, out)
+
+    # -- contact ends ----------------------------------------------------------------
+
+    def _left(self, event: ev.ContactLeft, now: dt.datetime, out: list[ev.Effect]) -> None:
+        contact = self._contacts.get(event.contact_id)
+        if contact is None:
+            return
+        if contact.status in (S.QUEUED, S.OFFERED, S.ARRIVED):
+            if contact.callback is not None and contact.status is S.QUEUED:
+                return  # the caller hung up after asking to be called back
+            waited = (now - contact.waiting_since).total_seconds()
+            self._queue(contact.queue).waiting.discard(contact.contact_id)
+            freed = sorted(contact.offered_to)
+            for name in freed:
+                out.append(ev.Withdraw(contact.contact_id, name, "abandoned"))
+                self._release_slot(self._agents[name], contact.contact_id, now)
+            contact.offered_to.clear()
+            contact.status = check_contact(contact.status, S.ABANDONED)
+            out.append(
+                ev.QueueLog(
+                    now,
+                    contact.contact_id,
+                    contact.queue,
+                    "",
+                    "abandoned",
+                    {"waited": round(waited, 3)},
+                )
+            )
+            out.append(ev.ContactEnded(contact.contact_id, "abandoned"))
+            if not contact.pending:
+                del self._contacts[contact.contact_id]
+            for name in freed:
+                self._route_agent(self._agents[name], now, out)
+            return
+        if contact.status is S.CONNECTED:
+            assert contact.agent is not None
+            agent = self._agents[contact.agent]
+            if contact.answered_at is not None:
+                agent.talk_seconds += (now - contact.answered_at).total_seconds()
+            rules = self._queue(contact.queue).rules
+            if rules.wrapup_seconds > 0:
+                contact.status = check_contact(contact.status, S.WRAPUP)
+                deadline = now + dt.timedelta(seconds=rules.wrapup_seconds)
+                self._timer(deadline, "wrapup", contact.contact_id, agent.agent_id, contact.version)
+                out.append(ev.StartWrapup(contact.contact_id, agent.agent_id, deadline))
+                out.append(
+                    ev.QueueLog(now, contact.contact_id, contact.queue, agent.agent_id, "wrapup")
+                )
+            else:
+                self._finish(contact, agent, now, out)
+
+    def _wrapup_done(
+        self, contact_id: str, agent_id: str, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        contact = self._contacts.get(contact_id)
+        if contact is None or contact.agent != agent_id or contact.status is not S.WRAPUP:
+            return
+        self._finish(contact, self._agents[agent_id], now, out)
+
+    def _finish(
+        self, contact: _Contact, agent: _Agent, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        contact.status = check_contact(contact.status, S.DONE)
+        out.append(ev.Finish(contact.contact_id, agent.agent_id))
+        out.append(ev.QueueLog(now, contact.contact_id, contact.queue, agent.agent_id, "done"))
+        out.append(ev.ContactEnded(contact.contact_id, "done"))
+        del self._contacts[contact.contact_id]
+        self._release_slot(agent, contact.contact_id, now)
+        self._route_agent(agent, now, out)
+
+    def _callback(
+        self, event: ev.CallbackRequested, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        contact = self._contact(event.contact_id)
+        if contact.status not in (S.QUEUED, S.OFFERED):
+            raise IllegalTransition("contact", contact.status, "callback requested")
+        contact.callback = event.number
+        out.append(ev.QueueLog(now, contact.contact_id, contact.queue, "", "callback_requested"))
+
+    def _move(self, event: ev.ContactMoved, now: dt.datetime, out: list[ev.Effect]) -> None:
+        contact = self._contact(event.contact_id)
+        self._queue(event.queue)
+        if contact.status is not S.QUEUED or contact.pending:
+            raise IllegalTransition("contact", contact.status, f"moved to {event.queue}")
+        self._queue(contact.queue).waiting.discard(contact.contact_id)
+        out.append(
+            ev.QueueLog(
+                now, contact.contact_id, contact.queue, "", "moved", {"target": event.queue}
+            )
+        )
+        contact.queue = event.queue
+        contact.queued_at = now
+        contact.rejected_by.clear()
+        contact.status = check_contact(contact.status, S.QUEUED)
+        self._enqueue(contact)
+        self._arm_queue_timers(contact, now)
+        self._route_contact(contact, now, out)
+
+    # -- agents ----------------------------------------------------------------------
+
+    def _join(self, event: ev.AgentJoined, now: dt.datetime, out: list[ev.Effect]) -> None:
+        agent = self._agents.get(event.agent_id)
+        if agent is None:
+            agent = _Agent(
+                event.agent_id,
+                dict(event.skills),
+                dict(event.capacity),
+                event.order,
+                idle_since=now,
+            )
+            self._agents[event.agent_id] = agent
+        else:
+            agent.skills, agent.capacity = dict(event.skills), dict(event.capacity)
+            agent.order = event.order
+        self._compute_steps(agent)
+        self._refresh(agent)
+        self._route_agent(agent, now, out)
+
+    def _presence(
+        self, event: ev.AgentPresenceChanged, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        agent = self._agent(event.agent_id)
+        target = Presence(event.presence)
+        agent.presence = check_presence(agent.presence, target)
+        agent.reason = event.reason if target is Presence.AWAY else ""
+        if target is Presence.AVAILABLE and not agent.holding:
+            agent.idle_since = now
+        self._refresh(agent)
+        out.append(
+            ev.QueueLog(
+                now, "", "", agent.agent_id, f"agent_{target.value}", {"reason": agent.reason}
+            )
+        )
+        if target is not Presence.AVAILABLE:
+            # Offers still ringing for an agent who leaves go to someone else.
+            for contact_id in [c for c in agent.holding if c in self._contacts]:
+                contact = self._contacts[contact_id]
+                if agent.agent_id in contact.offered_to:
+                    contact.offered_to.discard(agent.agent_id)
+                    out.append(ev.Withdraw(contact_id, agent.agent_id, "agent_left"))
+                    self._release_slot(agent, contact_id, now)
+                    self._requeue_after_offer(contact, now, out)
+            return
+        self._route_agent(agent, now, out)
+
+    # -- timers ----------------------------------------------------------------------
+
+    def _timer(
+        self, at: dt.datetime, kind: str, contact_id: str, agent_id: str, stamp: int
+    ) -> None:
+        heapq.heappush(self._timers, (at, next(self._seq), kind, contact_id, agent_id, stamp))
+
+    def _timer_valid(self, timer: tuple[dt.datetime, int, str, str, str, int]) -> bool:
+        _, _, kind, contact_id, agent_id, stamp = timer
+        contact = self._contacts.get(contact_id)
+        if contact is None:
+            return False
+        if kind == "offer":
+            return contact.version == stamp and agent_id in contact.offered_to
+        if kind == "wrapup":
+            return contact.status is S.WRAPUP
+        # max_wait and widen belong to one stay in one queue.
+        return contact.stay == stamp and contact.status is S.QUEUED
+
+    def _fire_timers(self, now: dt.datetime, out: list[ev.Effect]) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)
+            if not self._timer_valid(timer):
+                continue
+            _, _, kind, contact_id, agent_id, _ = timer
+            contact = self._contacts[contact_id]
+            if kind == "offer":
+                self._offer_timeout(contact, agent_id, now, out)
+            elif kind == "wrapup":
+                self._wrapup_done(contact_id, contact.agent or "", now, out)
+            elif kind == "max_wait":
+                if contact.pending:
+                    continue
+                self._overflow(contact, now, out, reason="max_wait")
+            elif kind == "widen":
+                self._route_contact(contact, now, out)
+
+    def final(self, contact_id: str) -> bool:
+        contact = self._contacts.get(contact_id)
+        return contact is None or contact.status in FINAL
