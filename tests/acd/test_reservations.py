@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from callcenter.acd import events as ev
 from callcenter.acd.dispatch import run
 from callcenter.acd.lifecycle import IllegalTransition
-from callcenter.acd.rules import QueueRules, RouterSettings
 from callcenter.acd.router import Router, UnknownContact
+from callcenter.acd.rules import QueueRules, RouterSettings
 from callcenter.state.memory import MemoryLiveState
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)
