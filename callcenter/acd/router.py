@@ -464,6 +464,7 @@ class Router:
     ) -> tuple[float, _Contact] | None:
         while heap and self._valid_entry(queue, heap[0]) is None:
             heapq.heappop(heap)
+        refused: tuple[float, _Contact] | None = None
         for entry in heapq.nsmallest(HEAD_SCAN, heap):
             contact = self._valid_entry(queue, entry)
             if contact is None or contact.contact_id in agent.holding:
@@ -472,10 +473,15 @@ class Router:
                 continue
             if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
                 continue
+            if agent.agent_id in contact.lost_to:
+                continue
             if agent.agent_id in contact.rejected_by:
+                # As on the contact's side: an agent who refused a contact gets
+                # it again only when there is nothing else for it.
+                refused = refused or (entry[0], contact)
                 continue
             return entry[0], contact
-        return None
+        return refused
 
     def _reserve(
         self, contact: _Contact, agent: _Agent, out: list[ev.Effect], shared: bool
