@@ -1,0 +1,1 @@
+"""Computer-telephony integration: event feeds to consoles, screen pop, call control."""
