@@ -135,6 +135,34 @@ class TicketSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatSettings:
+    #: Origins (scheme://host[:port]) whose pages may open the chat widget's
+    #: websocket; the server's own origin is always allowed.
+    allowed_origins: list[str] = field(default_factory=list)
+    #: Shared secret with which the company's site signs identity tokens;
+    #: empty disables verified chat identities.
+    identity_secret: str = ""
+    #: A customer who reconnects within this time keeps the conversation.
+    resume_grace_seconds: int = field(default=120, metadata=_bounds(0, 3600))
+    #: Limits per client address (security limits).
+    max_new_per_minute: int = field(default=10, metadata=_bounds(1, 10_000))
+    max_messages_per_minute: int = field(default=60, metadata=_bounds(1, 100_000))
+    max_message_chars: int = field(default=4000, metadata=_bounds(1, 100_000))
+    #: Queue for chats that name none.
+    default_queue: str = "chat"
+
+
+@dataclass(frozen=True, slots=True)
+class CtiSettings:
+    #: Events kept for consoles that reconnect; older gaps get a fresh snapshot.
+    replay_window: int = field(default=10_000, metadata=_bounds(1, 10_000_000))
+    #: An agent whose console stays disconnected this long goes offline.
+    agent_grace_seconds: int = field(default=60, metadata=_bounds(0, 3600))
+    #: Append a handled contact to the customer's open ticket instead of opening one.
+    append_to_open_ticket: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     #: ``production`` or ``demo``; demo seeds data and allows its known passwords.
     mode: str = "production"
@@ -148,6 +176,8 @@ class Settings:
     site: SiteSettings = field(default_factory=SiteSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     tickets: TicketSettings = field(default_factory=TicketSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    cti: CtiSettings = field(default_factory=CtiSettings)
     #: Demo seed data (``[seed]`` tables), validated by :mod:`callcenter.demo`.
     seed: dict[str, Any] = field(default_factory=dict)
 
@@ -185,6 +215,10 @@ def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
             raise ConfigError(key, f"expected a string, got {value!r}")
         return value
     origin = typing.get_origin(tp)
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, f"expected an array of strings, got {value!r}")
+        return list(value)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(key, f"expected a table, got {value!r}")
@@ -215,6 +249,8 @@ def _parse_env(key: str, tp: Any, raw: str) -> Any:
             raise ConfigError(key, f"expected a number, got {raw!r}") from None
     if tp is str:
         return raw
+    if typing.get_origin(tp) is list:
+        return [item.strip() for item in raw.split(",") if item.strip()]
     raise ConfigError(key, "cannot be set from the environment; set it in the TOML file")
 
 
@@ -253,7 +289,7 @@ def _build(cls: Any, data: Mapping[str, Any], prefix: str, env: Mapping[str, str
             value = _coerce(key, tp, data[name], False)
         else:
             continue
-        if not isinstance(value, dict):
+        if not isinstance(value, dict | list):
             _check(key, spec, value)
         kwargs[name] = value
     return cls(**kwargs)
@@ -267,7 +303,7 @@ def _known_env_names(cls: Any = Settings, prefix: str = "") -> set[str]:
         key = f"{prefix}{spec.name}"
         if dataclasses.is_dataclass(tp):
             names |= _known_env_names(tp, f"{key}.")
-        elif not isinstance(tp, types.GenericAlias):
+        elif not isinstance(tp, types.GenericAlias) or typing.get_origin(tp) is list:
             names.add(ENV_PREFIX + key.replace(".", "_").upper())
     return names
 

@@ -410,6 +410,24 @@ class QueueLogEntry(Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class ChatMessage(Base):
+    """One chat message, stored as it arrives (the transcript of a chat contact)."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        CheckConstraint(_in("sender", ("customer", "agent", "system")), name="sender"),
+        Index("ix_chat_messages_contact", "contact_id", "at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: The interaction id of the chat; its interaction row is written when it ends.
+    contact_id: Mapped[str] = mapped_column(String(36))
+    sender: Mapped[str] = mapped_column(String(8))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    at: Mapped[dt.datetime]
+
+
 class Session(Base):
     __tablename__ = "sessions"
 

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from callcenter.clock import from_iso
 from callcenter.store.models import (
     AuditEntry,
+    ChatMessage,
     Interaction,
     QueueLogEntry,
     Ticket,
@@ -306,3 +307,14 @@ async def apply_audit(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, 
 
 
 APPLIERS[AUDIT_RECORDED] = apply_audit
+
+
+CHAT_MESSAGE = "chat.message"
+
+
+async def apply_chat_message(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    await conn.execute(insert(table(ChatMessage)).values(**_times(data, ("at",))))
+    return {"id": data["id"]}
+
+
+APPLIERS[CHAT_MESSAGE] = apply_chat_message

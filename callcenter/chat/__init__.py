@@ -1,0 +1,1 @@
+"""Web chat: the customer's websocket, chat sessions and verified identities."""
