@@ -11,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from callcenter.config import Settings
+from callcenter.cti.center import ContactCenter
 from callcenter.services import Services, close_services, open_services
 from callcenter.store.models import User
 from callcenter.web.app import create_app
@@ -32,6 +33,7 @@ class Server:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.services: Services | None = None
+        self.center: ContactCenter | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -44,7 +46,9 @@ class Server:
         try:
             if self.settings.mode != "demo":
                 await _refuse_demo_credentials(self.services)
-            self._runner = web.AppRunner(create_app(self.services), access_log=None)
+            self.center = ContactCenter(self.services)
+            await self.center.start()
+            self._runner = web.AppRunner(create_app(self.services, self.center), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
             await site.start()
@@ -57,6 +61,9 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.center is not None:
+            await self.center.stop()
+            self.center = None
         if self.services is not None:
             await close_services(self.services)
             self.services = None

@@ -184,6 +184,16 @@ class ApiClient:
                 body = text
             return Reply(response.status, body, response.headers)
 
+    async def console(
+        self, path: str = "/ws/agent", **hello: Any
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open a live console websocket as this client's user and say hello."""
+        ws = await self.http.ws_connect(
+            self.base_url + path, headers={"Origin": self.base_url}, max_msg_size=0
+        )
+        await ws.send_json({"type": "hello", "csrf_token": self.csrf, **hello})
+        return ws
+
     async def get(self, path: str, **params: str) -> Reply:
         return await self.call("GET", path, params=params or None)
 

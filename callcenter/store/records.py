@@ -318,3 +318,34 @@ async def apply_chat_message(conn: AsyncConnection, data: dict[str, Any]) -> dic
 
 
 APPLIERS[CHAT_MESSAGE] = apply_chat_message
+
+
+TICKET_LINKED = "ticket.linked"
+
+
+async def apply_ticket_linked(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    """Another contact about an open ticket: link it and note it in the history."""
+    current = await _ticket_row(conn, data["ticket_id"])
+    if current["status"] == "closed":
+        raise RecordRejected("a closed ticket takes no more contacts", "ticket_closed")
+    at = from_iso(data["at"])
+    assert at is not None
+    await conn.execute(
+        insert(table(TicketInteraction)).values(
+            ticket_id=data["ticket_id"], interaction_id=data["interaction_id"]
+        )
+    )
+    await conn.execute(
+        update(table(Ticket)).where(table(Ticket).c.id == data["ticket_id"]).values(updated_at=at)
+    )
+    await _history(
+        conn,
+        data["ticket_id"],
+        data.get("actor_id"),
+        at,
+        [("interaction", None, data["interaction_id"])],
+    )
+    return {"ticket_id": data["ticket_id"]}
+
+
+APPLIERS[TICKET_LINKED] = apply_ticket_linked

@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from callcenter.cti.center import ContactCenter
 from callcenter.services import Services
-from callcenter.web import openapi
+from callcenter.web import live, openapi
 from callcenter.web.api import OPENAPI, SERVICES, bind
 from callcenter.web.errors import errors_middleware
-from callcenter.web.routes import api, session, system
+from callcenter.web.live import CENTER, CHAT_LIMITS
+from callcenter.web.routes import api, system
+from callcenter.web.throttle import RateLimiter
 
 API_PREFIX = "/api/v1"
 
@@ -42,15 +45,23 @@ async def security_headers(
     return response
 
 
-def create_app(services: Services) -> web.Application:
+def create_app(services: Services, center: ContactCenter) -> web.Application:
     app = web.Application(
         client_max_size=services.settings.http.max_body_bytes,
         middlewares=[metrics_middleware, security_headers, errors_middleware],
     )
     app[SERVICES] = services
+    app[CENTER] = center
+    chat = services.settings.chat
+    app[CHAT_LIMITS] = (
+        RateLimiter(chat.max_new_per_minute),
+        RateLimiter(chat.max_messages_per_minute),
+    )
     for route in api.routes:
         app.router.add_route(route.method, API_PREFIX + route.path, bind(route))
-    app.router.add_get(API_PREFIX + "/ws", session.websocket)
+    app.router.add_get("/ws/agent", live.agent_socket)
+    app.router.add_get("/ws/supervisor", live.supervisor_socket)
+    app.router.add_get("/ws/chat", live.chat_socket)
     app.router.add_get(API_PREFIX + "/openapi.json", system.openapi)
     app.router.add_get("/healthz", system.healthz)
     app.router.add_get("/metrics", system.metrics)

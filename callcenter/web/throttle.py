@@ -65,3 +65,28 @@ class LoginThrottle:
             del self._keys[name]
         while len(self._keys) >= self.max_keys:
             self._keys.pop(next(iter(self._keys)))
+
+
+class RateLimiter:
+    """At most ``limit`` events per key within ``window`` seconds (pure: ``now`` passed in)."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.window = window
+        #: Bound on remembered keys (a security limit against memory exhaustion).
+        self.max_keys = max_keys
+        self._events: dict[str, deque[float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        """Count one event for ``key``; False (and not counted) when over the limit."""
+        events = self._events.get(key)
+        if events is None:
+            if len(self._events) >= self.max_keys:
+                self._events.pop(next(iter(self._events)))
+            events = self._events[key] = deque()
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if len(events) >= self.limit:
+            return False
+        events.append(now)
+        return True

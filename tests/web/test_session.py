@@ -63,11 +63,12 @@ async def test_csrf_token_required_for_changes(client: ApiClient) -> None:
 
 async def test_logout_ends_session_and_closes_websockets(client: ApiClient, server: Server) -> None:
     await client.login("agent")
-    ws = await client.http.ws_connect(server.url + "/api/v1/ws")
-    hello = await ws.receive_json(timeout=5)
-    assert hello == {"type": "hello", "user": "agent", "role": "agent"}
-    await ws.send_json({"type": "ping"})
-    assert (await ws.receive_json(timeout=5))["type"] == "pong"
+    ws = await client.console()
+    welcome = await ws.receive_json(timeout=5)
+    assert welcome["type"] == "welcome" and welcome["user"] == "agent"
+    await ws.send_json({"type": "ping", "ref": "p1"})
+    replies = [await ws.receive_json(timeout=5) for _ in range(3)]
+    assert {"type": "pong", "ref": "p1"} in replies
     assert (await client.post("/api/v1/auth/logout")).status == 200
     message = await ws.receive(timeout=5)
     assert message.type == aiohttp.WSMsgType.CLOSE
@@ -75,11 +76,30 @@ async def test_logout_ends_session_and_closes_websockets(client: ApiClient, serv
     assert (await client.get("/api/v1/auth/me")).status == 401
 
 
-async def test_websocket_needs_a_session(server: Server) -> None:
+async def test_websocket_needs_a_session_its_role_and_our_origin(
+    server: Server, client: ApiClient
+) -> None:
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
-            await http.ws_connect(server.url + "/api/v1/ws")
-        assert info.value.status == 401
+        for path in ("/ws/agent", "/ws/supervisor"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await http.ws_connect(server.url + path, headers={"Origin": server.url})
+            assert info.value.status == 401
+    await client.login("agent")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.http.ws_connect(server.url + "/ws/supervisor", headers={"Origin": server.url})
+    assert info.value.status == 403
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.http.ws_connect(
+            server.url + "/ws/agent", headers={"Origin": "https://evil.example"}
+        )
+    assert info.value.status == 403
+    # Without the session's CSRF token the hello is refused and the socket closed.
+    ws = await client.http.ws_connect(server.url + "/ws/agent", headers={"Origin": server.url})
+    await ws.send_json({"type": "hello", "csrf_token": "forged"})
+    reply = await ws.receive_json(timeout=5)
+    assert reply["code"] == "csrf"
+    assert (await ws.receive(timeout=5)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    await ws.close()
 
 
 async def test_expired_session_is_refused(client: ApiClient, server: Server) -> None:

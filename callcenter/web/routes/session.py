@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
-from aiohttp import WSMsgType, web
 from sqlalchemy import select
 
 from callcenter.clock import to_iso, utcnow
 from callcenter.credentials import new_token, token_digest
 from callcenter.store.models import ApiToken, User
 from callcenter.store.users import user_json, user_skills
-from callcenter.web.api import SERVICES, Call, json_response
-from callcenter.web.auth import COOKIE, authenticate, login, logout, set_session_cookie
+from callcenter.web.api import Call, json_response
+from callcenter.web.auth import COOKIE, login, logout, set_session_cookie
 from callcenter.web.errors import ApiError
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, obj
@@ -168,38 +166,3 @@ async def revoke_token(call: Call) -> Any:
         call.user.user_id, call.user.username, "token.revoke", f"token:{row.id}", call.address
     )
     return {"id": row.id, "revoked": True}
-
-
-async def websocket(request: web.Request) -> web.StreamResponse:
-    """``GET /api/v1/ws``: the user's live channel (events arrive here as features land).
-
-    Authenticated like any endpoint before the upgrade; every message is
-    checked, and unknown or oversized ones are answered with an error.
-    """
-    services = request.app[SERVICES]
-    principal = await authenticate(request, services, "GET")
-    socket = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, heartbeat=30)
-    await socket.prepare(request)
-    services.sockets.add(principal.user_id, socket)
-    services.metrics.websockets.set(services.sockets.count())
-    try:
-        await socket.send_json(
-            {"type": "hello", "user": principal.username, "role": principal.role}
-        )
-        async for message in socket:
-            if message.type != WSMsgType.TEXT:
-                await socket.send_json({"type": "error", "message": "send JSON text messages"})
-                continue
-            try:
-                data = json.loads(message.data)
-            except ValueError:
-                await socket.send_json({"type": "error", "message": "not valid JSON"})
-                continue
-            if isinstance(data, dict) and data.get("type") == "ping":
-                await socket.send_json({"type": "pong"})
-            else:
-                await socket.send_json({"type": "error", "message": "unknown message type"})
-    finally:
-        services.sockets.remove(principal.user_id, socket)
-        services.metrics.websockets.set(services.sockets.count())
-    return socket

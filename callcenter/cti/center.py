@@ -1,0 +1,594 @@
+"""The live contact center: routing, chats and consoles wired together.
+
+:class:`ContactCenter` owns the routing engine and the event feed. Contacts
+enter through :meth:`arrive` with the screen pop already built (it also gives
+the customer's tier, which the router needs for priority). The router's
+effects become feed events for the agent and supervisor consoles and
+messages for chat customers, and every contact that ends is recorded: a
+handled one as an interaction with its ticket, an abandoned one as an
+interaction only.
+
+Transports (websocket handlers) register :class:`Outbox` objects; pushing to
+one never blocks, so routing is never held up by a slow console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from callcenter.acd import events as ev
+from callcenter.acd.engine import RoutingEngine
+from callcenter.acd.lifecycle import IllegalTransition
+from callcenter.acd.router import QueueConfigured, Router
+from callcenter.acd.rules import QueueRules
+from callcenter.acd.stats import QueueStats
+from callcenter.clock import to_iso, utcnow
+from callcenter.cti.feed import Feed, FeedEvent, Replay, Resync, visible_to
+from callcenter.services import Services
+from callcenter.state.memory import MemoryLiveState
+from callcenter.store import records
+from callcenter.store.models import Queue, QueueSkill, Skill, Ticket, User, UserSkill
+from callcenter.store.tickets import new_ticket
+
+log = logging.getLogger(__name__)
+
+SUPERVISORS = "supervisor"
+
+
+class Outbox(Protocol):
+    def push(self, message: dict[str, Any]) -> None: ...
+
+
+class ContactError(ValueError):
+    """A console asked for something about a contact it may not touch; ``code`` says what."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Contact:
+    """What the live side keeps of a contact until it is recorded."""
+
+    contact_id: str
+    channel: str
+    queue: str
+    pop: dict[str, Any]
+    remote_identity: str
+    arrived_at: dt.datetime
+    customer_name: str
+    customer_id: int | None
+    collected: dict[str, Any] = field(default_factory=dict)
+    offered_at: dt.datetime | None = None
+    answered_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    agent_id: str | None = None
+    offered_to: set[str] = field(default_factory=set)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+    #: The customer's side of a chat (None for calls, or while disconnected).
+    customer: Outbox | None = None
+    wrapup: dict[str, Any] | None = None
+    recorded: bool = False
+    #: SHA-256 of the chat's resume token.
+    resume_hash: str = ""
+    #: Fires when a disconnected chat customer has not come back in time.
+    grace: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Console:
+    outbox: Outbox
+    user_id: str
+    roles: frozenset[str]
+
+
+class ContactCenter:
+    def __init__(self, services: Services, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.services = services
+        self.clock = clock
+        self.feed = Feed(services.settings.cti.replay_window)
+        self.router = Router()
+        self.store = MemoryLiveState()
+        self.engine = RoutingEngine(self.router, self.store, services.recorder, clock)
+        self.engine.listeners.append(self._on_effect)
+        self.stats = QueueStats({})
+        self.contacts: dict[str, Contact] = {}
+        self.queues: dict[str, QueueRules] = {}
+        self._consoles: list[_Console] = []
+        self._agents_joined: set[str] = set()
+        self._agent_names: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._grace: dict[str, asyncio.TimerHandle] = {}
+
+    # -- life ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.engine.start()
+        await self.load_queues()
+
+    async def stop(self) -> None:
+        for handle in self._grace.values():
+            handle.cancel()
+        for contact in self.contacts.values():
+            if contact.grace is not None:
+                contact.grace.cancel()
+        await self.engine.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def load_queues(self) -> None:
+        """(Re)read the queues from the database into the router."""
+        async with self.services.sessions() as db:
+            queues = list((await db.execute(select(Queue))).scalars())
+            rows = await db.execute(
+                select(QueueSkill.queue_id, Skill.name, QueueSkill.min_proficiency).join(
+                    Skill, Skill.id == QueueSkill.skill_id
+                )
+            )
+            skills: dict[int, dict[str, int]] = {}
+            for queue_id, name, level in rows:
+                skills.setdefault(queue_id, {})[name] = level
+        names = {q.id: q.name for q in queues}
+        for q in queues:
+            rules = QueueRules(
+                name=q.name,
+                skills=skills.get(q.id, {}),
+                strategy=q.strategy,
+                priority=q.priority,
+                wrapup_seconds=q.wrapup_seconds,
+                offer_timeout_seconds=q.offer_timeout_seconds,
+                max_waiting=q.max_waiting,
+                max_wait_seconds=q.max_wait_seconds,
+                overflow_queue=names.get(q.overflow_queue_id or -1, ""),
+            )
+            self.queues[q.name] = rules
+            self.stats.thresholds[q.name] = q.sl_threshold_seconds
+            await self.engine.submit(QueueConfigured(rules))
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background, kept until it ends (awaited at stop)."""
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- consoles ------------------------------------------------------------
+
+    def attach(self, outbox: Outbox, user_id: str, roles: frozenset[str]) -> None:
+        self._consoles.append(_Console(outbox, user_id, roles))
+        handle = self._grace.pop(user_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def detach(self, outbox: Outbox, user_id: str) -> None:
+        self._consoles = [c for c in self._consoles if c.outbox is not outbox]
+        if user_id in self._agents_joined and not any(c.user_id == user_id for c in self._consoles):
+            grace = self.services.settings.cti.agent_grace_seconds
+            loop = asyncio.get_running_loop()
+            self._grace[user_id] = loop.call_later(
+                grace, lambda: self.spawn(self._console_gone(user_id))
+            )
+
+    async def _console_gone(self, user_id: str) -> None:
+        """No console came back within the grace period: the agent goes offline."""
+        self._grace.pop(user_id, None)
+        if any(c.user_id == user_id for c in self._consoles):
+            return
+        if self.router.agent_presence(user_id)[0] != "offline":
+            await self.set_presence(user_id, "offline", "disconnected")
+
+    def catch_up(
+        self, user_id: str, roles: frozenset[str], epoch: str | None, seq: int | None
+    ) -> Replay | Resync:
+        if epoch is None or seq is None:
+            return Resync("epoch")
+        return self.feed.since(epoch, seq, visible_to(user_id, roles))
+
+    def _publish(self, kind: str, data: dict[str, Any], audience: frozenset[str]) -> FeedEvent:
+        event = self.feed.publish(kind, self.clock(), data, audience)
+        wire = event.wire(self.feed.epoch)
+        for console in self._consoles:
+            if not audience or audience & (console.roles | {console.user_id}):
+                console.outbox.push(wire)
+        return event
+
+    # -- agents ----------------------------------------------------------------
+
+    async def join_agent(self, user_id: int) -> None:
+        """Make the agent known to the router with its skills and capacities."""
+        async with self.services.sessions() as db:
+            user = await db.get(User, user_id)
+            if user is None:
+                raise ContactError("unknown_agent", "no such user")
+            rows = await db.execute(
+                select(Skill.name, UserSkill.proficiency)
+                .join(Skill, Skill.id == UserSkill.skill_id)
+                .where(UserSkill.user_id == user_id)
+            )
+            skills = {name: level for name, level in rows}
+        agent = str(user_id)
+        self._agent_names[agent] = user.display_name
+        self._agents_joined.add(agent)
+        await self.engine.submit(
+            ev.AgentJoined(agent, skills, {"voice": 1, "chat": user.chat_capacity})
+        )
+
+    async def set_presence(self, agent: str, presence: str, reason: str = "") -> None:
+        if presence not in ("available", "away", "offline"):
+            raise ContactError("invalid_presence", "presence is available, away or offline")
+        try:
+            await self.engine.submit(ev.AgentPresenceChanged(agent, presence, reason[:64]))
+        except IllegalTransition as exc:
+            raise ContactError("illegal_transition", str(exc)) from None
+        self._publish_agent(agent)
+
+    def _publish_agent(self, agent: str) -> None:
+        presence, reason = self.router.agent_presence(agent)
+        data = {"agent_id": agent, "presence": presence, "reason": reason}
+        self._publish("presence", data, frozenset({agent}))
+        self._publish(
+            "agent",
+            {
+                **data,
+                "name": self._agent_names.get(agent, agent),
+                "load": self.router.agent_load(agent),
+            },
+            frozenset({SUPERVISORS}),
+        )
+
+    def agent_snapshot(self, agent: str) -> dict[str, Any]:
+        presence, reason = (
+            self.router.agent_presence(agent) if agent in self._agents_joined else ("offline", "")
+        )
+        mine = [c for c in self.contacts.values() if c.agent_id == agent or agent in c.offered_to]
+        return {
+            "presence": presence,
+            "reason": reason,
+            "contacts": [
+                {
+                    "contact_id": c.contact_id,
+                    "channel": c.channel,
+                    "queue": c.queue,
+                    "state": "connected" if c.agent_id == agent else "offered",
+                    "pop": c.pop,
+                    "transcript": c.transcript,
+                }
+                for c in mine
+            ],
+        }
+
+    def supervisor_snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "queues": [self._queue_figures(name, now) for name in sorted(self.queues)],
+            "agents": [
+                {
+                    "agent_id": a,
+                    "name": self._agent_names.get(a, a),
+                    "presence": self.router.agent_presence(a)[0],
+                    "reason": self.router.agent_presence(a)[1],
+                    "load": self.router.agent_load(a),
+                }
+                for a in sorted(self._agents_joined)
+            ],
+        }
+
+    def _queue_figures(self, name: str, now: dt.datetime) -> dict[str, Any]:
+        figures = self.stats.figures(name, now)
+        return {
+            "queue": name,
+            "waiting": figures.waiting,
+            "longest_wait_seconds": round(figures.longest_wait_seconds, 1),
+            "service_level": figures.service_level,
+            "service_level_abandons": figures.service_level_abandons,
+            "asa_seconds": figures.asa_seconds,
+            "aht_seconds": figures.aht_seconds,
+            "abandon_rate": figures.abandon_rate,
+            "answered": figures.answered,
+            "abandoned": figures.abandoned,
+        }
+
+    # -- contacts --------------------------------------------------------------
+
+    async def arrive(self, contact: Contact, tier: str | None) -> None:
+        if contact.queue not in self.queues:
+            raise ContactError("unknown_queue", f"no queue {contact.queue}")
+        self.contacts[contact.contact_id] = contact
+        await self.engine.submit(
+            ev.ContactArrived(
+                contact.contact_id,
+                contact.queue,
+                contact.channel,
+                tier=tier,
+                waiting_since=contact.arrived_at,
+            )
+        )
+
+    def _mine(self, agent: str, contact_id: str, connected: bool = True) -> Contact:
+        contact = self.contacts.get(contact_id)
+        if contact is None or (
+            contact.agent_id != agent if connected else agent not in contact.offered_to
+        ):
+            raise ContactError("not_your_contact", "no such contact of yours")
+        return contact
+
+    async def accept(self, agent: str, contact_id: str) -> None:
+        self._mine(agent, contact_id, connected=False)
+        await self.engine.submit(ev.OfferAccepted(contact_id, agent))
+
+    async def reject(self, agent: str, contact_id: str) -> None:
+        self._mine(agent, contact_id, connected=False)
+        await self.engine.submit(ev.OfferRejected(contact_id, agent))
+
+    async def customer_message(self, contact_id: str, text: str) -> None:
+        contact = self.contacts[contact_id]
+        self._message(contact, "customer", None, text)
+
+    async def agent_message(self, agent: str, contact_id: str, text: str) -> None:
+        contact = self._mine(agent, contact_id)
+        if contact.ended_at is not None:
+            raise ContactError("contact_ended", "the customer has left")
+        self._message(contact, "agent", agent, text)
+
+    def _message(self, contact: Contact, sender: str, agent: str | None, text: str) -> None:
+        now = self.clock()
+        entry = {"from": sender, "text": text, "at": to_iso(now)}
+        contact.transcript.append(entry)
+        # Stored as it arrives: the spool keeps it through a database outage.
+        self.spawn(
+            self.services.recorder.record(
+                records.CHAT_MESSAGE,
+                {
+                    "id": str(uuid.uuid4()),
+                    "contact_id": contact.contact_id,
+                    "sender": sender,
+                    "agent_id": int(agent) if agent else None,
+                    "body": text,
+                    "at": to_iso(now),
+                },
+            )
+        )
+        if sender == "agent" and contact.customer is not None:
+            contact.customer.push({"type": "message", **entry})
+        if contact.agent_id is not None:
+            self._publish(
+                "message",
+                {"contact_id": contact.contact_id, **entry},
+                frozenset({contact.agent_id}),
+            )
+
+    def typing(self, contact_id: str, sender: str, agent: str | None = None) -> None:
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            return
+        if sender == "agent":
+            if contact.agent_id != agent:
+                raise ContactError("not_your_contact", "no such contact of yours")
+            if contact.customer is not None:
+                contact.customer.push({"type": "typing", "from": "agent"})
+        elif contact.agent_id is not None:
+            # Not kept in the feed's replay: a typing hint is stale a moment later.
+            for console in self._consoles:
+                if console.user_id == contact.agent_id:
+                    console.outbox.push(
+                        {"type": "typing", "contact_id": contact_id, "from": "customer"}
+                    )
+
+    def is_joined(self, agent: str) -> bool:
+        return agent in self._agents_joined
+
+    async def move(self, contact_id: str, queue: str) -> None:
+        """A supervisor moves a waiting contact to another queue."""
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            raise ContactError("unknown_contact", "no such contact")
+        if queue not in self.queues:
+            raise ContactError("unknown_queue", f"no queue {queue}")
+        await self.engine.submit(ev.ContactMoved(contact_id, queue))
+        contact.queue = queue
+
+    async def leave(self, contact_id: str) -> None:
+        """The customer left (hung up, closed the chat, or never came back)."""
+        if contact_id in self.contacts:
+            await self.engine.submit(ev.ContactLeft(contact_id))
+
+    async def end_by_agent(self, agent: str, contact_id: str) -> None:
+        contact = self._mine(agent, contact_id)
+        if contact.customer is not None:
+            contact.customer.push({"type": "ended", "reason": "agent_ended"})
+        await self.engine.submit(ev.ContactLeft(contact_id))
+
+    async def wrap_up(self, agent: str, contact_id: str, details: dict[str, Any]) -> None:
+        contact = self._mine(agent, contact_id)
+        if contact.ended_at is None:
+            raise ContactError("still_connected", "end the contact before wrapping it up")
+        contact.wrapup = details
+        await self.engine.submit(ev.WrapupDone(contact_id, agent))
+
+    # -- effects -----------------------------------------------------------------
+
+    def _on_effect(self, effect: ev.Effect) -> None:
+        now = self.clock()
+        match effect:
+            case ev.Offer():
+                contact = self.contacts.get(effect.contact_id)
+                if contact is None:
+                    return
+                contact.offered_to.add(effect.agent_id)
+                contact.offered_at = contact.offered_at or now
+                self._publish(
+                    "offer",
+                    {
+                        "contact_id": effect.contact_id,
+                        "channel": effect.channel,
+                        "queue": effect.queue,
+                        "deadline": to_iso(effect.deadline),
+                        "pop": contact.pop,
+                        "transcript": contact.transcript,
+                    },
+                    frozenset({effect.agent_id}),
+                )
+            case ev.Withdraw():
+                contact = self.contacts.get(effect.contact_id)
+                if contact is not None:
+                    contact.offered_to.discard(effect.agent_id)
+                self._publish(
+                    "offer_withdrawn",
+                    {"contact_id": effect.contact_id, "reason": effect.reason},
+                    frozenset({effect.agent_id}),
+                )
+            case ev.Connect():
+                contact = self.contacts.get(effect.contact_id)
+                if contact is None:
+                    return
+                contact.agent_id = effect.agent_id
+                contact.answered_at = now
+                contact.offered_to = set()
+                self._publish(
+                    "connected",
+                    {"contact_id": effect.contact_id, "transcript": contact.transcript},
+                    frozenset({effect.agent_id}),
+                )
+                if contact.customer is not None:
+                    contact.customer.push(
+                        {
+                            "type": "agent_joined",
+                            "agent_name": self._agent_names.get(effect.agent_id, ""),
+                        }
+                    )
+                self._publish_agent(effect.agent_id)
+            case ev.StartWrapup():
+                contact = self.contacts.get(effect.contact_id)
+                if contact is not None:
+                    contact.ended_at = contact.ended_at or now
+                    if contact.customer is not None:
+                        contact.customer.push({"type": "ended", "reason": "ended"})
+                self._publish(
+                    "wrapup",
+                    {"contact_id": effect.contact_id, "deadline": to_iso(effect.deadline)},
+                    frozenset({effect.agent_id}),
+                )
+            case ev.Finish():
+                self._publish_agent(effect.agent_id)
+            case ev.ContactEnded():
+                contact = self.contacts.pop(effect.contact_id, None)
+                if contact is None:
+                    return
+                contact.ended_at = contact.ended_at or now
+                if contact.customer is not None and effect.outcome != "done":
+                    contact.customer.push({"type": "ended", "reason": effect.outcome})
+                audience = (
+                    frozenset({contact.agent_id}) if contact.agent_id else frozenset({SUPERVISORS})
+                )
+                self._publish(
+                    "contact_ended",
+                    {"contact_id": effect.contact_id, "outcome": effect.outcome},
+                    audience,
+                )
+                self.spawn(self._record(contact, effect.outcome))
+            case ev.PresenceSet():
+                self._publish_agent(effect.agent_id)
+            case ev.QueueLog():
+                self.stats.feed(effect)
+                if effect.queue:
+                    self._publish(
+                        "queue", self._queue_figures(effect.queue, now), frozenset({SUPERVISORS})
+                    )
+
+    async def _record(self, contact: Contact, outcome: str) -> None:
+        """Every contact that ends becomes an interaction; a handled one also a ticket."""
+        if contact.recorded:
+            return
+        contact.recorded = True
+        wrapup = contact.wrapup or {}
+        agent = int(contact.agent_id) if contact.agent_id else None
+        queue_id = None
+        async with self.services.sessions() as db:
+            queue_id = (
+                await db.execute(select(Queue.id).where(Queue.name == contact.queue))
+            ).scalar_one_or_none()
+        interaction = {
+            "id": contact.contact_id,
+            "channel": contact.channel,
+            "direction": "inbound",
+            "customer_id": contact.customer_id,
+            "queue_id": queue_id,
+            "agent_id": agent,
+            "remote_identity": contact.remote_identity[:254],
+            "arrived_at": to_iso(contact.arrived_at),
+            "queued_at": to_iso(contact.arrived_at),
+            "offered_at": to_iso(contact.offered_at),
+            "answered_at": to_iso(contact.answered_at),
+            "ended_at": to_iso(contact.ended_at or self.clock()),
+            "collected": contact.collected,
+            "disposition_code": wrapup.get("disposition"),
+            "notes": wrapup.get("notes", ""),
+            "transcript": [f"{m['at']} {m['from']}: {m['text']}" for m in contact.transcript],
+            "end_reason": outcome,
+        }
+        data: dict[str, Any] = {"interaction": interaction}
+        if outcome == "done":
+            existing = (
+                await self._open_ticket(contact)
+                if self.services.settings.cti.append_to_open_ticket
+                else None
+            )
+            if existing is None:
+                fields = dict(wrapup.get("ticket") or {})
+                status = fields.pop("status", "new")
+                fields.setdefault("subject", self._subject(contact))
+                fields["customer_id"] = contact.customer_id
+                ticket = new_ticket(fields, agent, self.clock(), self.services.settings.tickets)
+                data["ticket"] = ticket
+                await self.services.recorder.record(records.INTERACTION_RECORDED, data)
+                if status != "new":
+                    await self.services.recorder.record(
+                        records.TICKET_TRANSITIONED,
+                        {
+                            "id": ticket["id"],
+                            "actor_id": agent,
+                            "to": status,
+                            "resolution": wrapup.get("notes", ""),
+                            "at": to_iso(self.clock()),
+                        },
+                    )
+                return
+            await self.services.recorder.record(records.INTERACTION_RECORDED, data)
+            await self.services.recorder.record(
+                records.TICKET_LINKED,
+                {
+                    "ticket_id": existing,
+                    "interaction_id": contact.contact_id,
+                    "actor_id": agent,
+                    "at": to_iso(self.clock()),
+                },
+            )
+            return
+        await self.services.recorder.record(records.INTERACTION_RECORDED, data)
+
+    def _subject(self, contact: Contact) -> str:
+        kind = "Chat with" if contact.channel == "chat" else "Call from"
+        return f"{kind} {contact.customer_name or contact.remote_identity or 'customer'}"[:300]
+
+    async def _open_ticket(self, contact: Contact) -> str | None:
+        if contact.customer_id is None:
+            return None
+        async with self.services.sessions() as db:
+            found = await db.execute(
+                select(Ticket.id)
+                .where(
+                    Ticket.customer_id == contact.customer_id,
+                    Ticket.status.in_(("new", "open", "pending")),
+                )
+                .order_by(Ticket.updated_at.desc())
+                .limit(1)
+            )
+            return found.scalar_one_or_none()
