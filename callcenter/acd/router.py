@@ -27,7 +27,7 @@ import datetime as dt
 import heapq
 import itertools
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from callcenter.acd import events as ev
@@ -49,6 +49,26 @@ HEAD_SCAN = 8
 
 class UnknownQueue(KeyError):
     pass
+
+
+def _in_order(heap: list[tuple[float, int, str]], limit: int) -> Iterator[tuple[float, int, str]]:
+    """The first ``limit`` entries of ``heap``, smallest first, reading only those.
+
+    Every entry of a heap comes after its parent, so the next one in order is a
+    child of one already given: a walk from the root with a small frontier costs
+    O(limit log limit), where ``heapq.nsmallest`` reads the whole heap. The
+    caller must not change ``heap`` while it walks.
+    """
+    size = len(heap)
+    frontier = [(heap[0], 0)] if heap else []
+    for _ in range(limit):
+        if not frontier:
+            return
+        entry, index = heapq.heappop(frontier)
+        yield entry
+        for child in (2 * index + 1, 2 * index + 2):
+            if child < size:
+                heapq.heappush(frontier, (heap[child], child))
 
 
 class UnknownContact(KeyError):
@@ -230,7 +250,7 @@ class Router:
             queue.rules = rules
         for agent in self._agents.values():
             self._compute_steps(agent)
-            self._refresh(agent)
+            self._refresh(agent, every_queue=True)
 
     def _compute_steps(self, agent: _Agent) -> None:
         agent.steps = {}
@@ -259,12 +279,20 @@ class Router:
                 return False
         return True
 
-    def _refresh(self, agent: _Agent) -> None:
-        """Bring the free-agent index up to date after ``agent`` changed."""
-        for name in self._queues:
-            for channel in agent.capacity:
+    def _refresh(self, agent: _Agent, every_queue: bool = False) -> None:
+        """Bring the free-agent index up to date after ``agent`` changed.
+
+        An agent is only ever listed under queues in ``agent.steps``, so after a
+        change of load or presence those are the only ones to visit; after
+        ``agent.steps`` itself changed, pass ``every_queue`` to drop the agent
+        from queues it no longer serves.
+        """
+        free_on = [(channel, self._free_for(agent, channel)) for channel in agent.capacity]
+        for name in self._queues if every_queue else agent.steps:
+            serves = name in agent.steps
+            for channel, free_now in free_on:
                 key = (name, channel)
-                if name in agent.steps and self._free_for(agent, channel):
+                if serves and free_now:
                     self._free.setdefault(key, set()).add(agent.agent_id)
                 else:
                     free = self._free.get(key)
@@ -465,7 +493,7 @@ class Router:
         while heap and self._valid_entry(queue, heap[0]) is None:
             heapq.heappop(heap)
         refused: tuple[float, _Contact] | None = None
-        for entry in heapq.nsmallest(HEAD_SCAN, heap):
+        for entry in _in_order(heap, HEAD_SCAN):
             contact = self._valid_entry(queue, entry)
             if contact is None or contact.contact_id in agent.holding:
                 continue
@@ -736,7 +764,7 @@ class Router:
             agent.skills, agent.capacity = dict(event.skills), dict(event.capacity)
             agent.order = event.order
         self._compute_steps(agent)
-        self._refresh(agent)
+        self._refresh(agent, every_queue=True)
         self._route_agent(agent, now, out)
 
     def _presence(

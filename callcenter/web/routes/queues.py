@@ -11,6 +11,7 @@ from callcenter.store.queues import queue_json, save_queue
 from callcenter.store.users import UserInputError
 from callcenter.web.api import Call
 from callcenter.web.errors import ApiError
+from callcenter.web.live import CENTER
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Map, Str, obj, optional
 
@@ -83,6 +84,8 @@ async def create_queue(call: Call) -> Any:
     await call.services.audit(
         call.user.user_id, call.user.username, "queue.create", f"queue:{queue.id}", call.address
     )
+    # The router takes the new queue at once.
+    await call.request.app[CENTER].load_queues()
     return out
 
 
@@ -126,4 +129,5 @@ async def patch_queue(call: Call) -> Any:
         call.address,
         {"fields": sorted(call.body)},
     )
+    await call.request.app[CENTER].load_queues()
     return out
