@@ -241,3 +241,45 @@ async def test_chat_needs_an_allowed_origin_and_valid_messages(
         assert (await customer.type("error"))["code"] == "unknown_queue"
         await customer.send(type="resume", contact_id="0" * 36, resume_token="x")
         assert (await customer.type("error"))["code"] == "cannot_resume"
+
+
+async def test_wallboard_follows_queues_and_agents_and_an_absent_console_goes_offline(
+    server: Server, client: ApiClient, new_client: Any
+) -> None:
+    object.__setattr__(server.settings.cti, "agent_grace_seconds", 0)
+    await _setup(server, client)
+    boss = Socket(await client.console("/ws/supervisor"))
+    await boss.type("welcome")
+    await boss.type("resync")
+    snapshot = await boss.type("snapshot")
+    assert [q["queue"] for q in snapshot["queues"]] == ["chat"]
+    async with aiohttp.ClientSession() as http:
+        customer = await _customer(server, http, name="Lin", message="hello")
+        contact_id = (await customer.type("queued"))["contact_id"]
+        waiting = await boss.expect(lambda m: m.get("type") == "queue" and m["waiting"] == 1)
+        assert waiting["queue"] == "chat"
+        api = new_client()
+        await api.login("agent")
+        console = Socket(await api.console())
+        await console.type("welcome")
+        await console.send(type="presence", presence="available")
+        await console.type("offer", contact_id=contact_id)
+        seen = await boss.expect(
+            lambda m: m.get("type") == "agent" and m["presence"] == "available"
+        )
+        assert seen["name"] == "agent"
+        # The agent's console vanishes with the offer ringing: after the grace
+        # period the agent is offline and the offer is released.
+        await console.ws.close()
+        gone = await boss.expect(lambda m: m.get("type") == "agent" and m["presence"] == "offline")
+        assert gone["reason"] == "disconnected"
+        await boss.send(type="move", contact_id=contact_id, queue="nowhere", ref="m")
+        assert (await boss.type("error", ref="m"))["code"] == "unknown_queue"
+        await boss.send(
+            type="agent_presence", agent_id=seen["agent_id"], presence="available", ref="s"
+        )
+        await boss.type("ok", ref="s")
+        back = await boss.expect(
+            lambda m: m.get("type") == "agent" and m["presence"] == "available"
+        )
+        assert back["agent_id"] == seen["agent_id"]
