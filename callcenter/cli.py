@@ -196,6 +196,30 @@ def _cmd_erlang(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from callcenter.acd import simulate
+
+    try:
+        scenario = simulate.Scenario(
+            calls_per_hour=args.calls_per_hour,
+            aht_seconds=args.aht,
+            agents=args.agents,
+            target_seconds=args.target,
+            contacts=args.contacts,
+            seed=args.seed,
+            patience_seconds=args.patience,
+            warmup=args.warmup,
+        )
+    except ValueError as exc:
+        print(f"callcenter simulate: error: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(simulate.run(scenario))
+    print(json.dumps(report.as_json(), allow_nan=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -260,6 +284,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="find the fewest agents answering this share (0-1) within the target",
     )
     erl.set_defaults(func=_cmd_erlang)
+
+    # Virtual time and the in-process store: no settings are read, so no --config.
+    sim = commands.add_parser(
+        "simulate",
+        help="simulate one queue through the router",
+        description=(
+            "simulate one queue through the real router in virtual time (Poisson arrivals, "
+            "exponential handle times) and print the measured figures beside Erlang C's "
+            "as one JSON object"
+        ),
+    )
+    sim.add_argument("--calls-per-hour", type=float, required=True, metavar="R")
+    sim.add_argument("--aht", type=float, required=True, metavar="S", help="average handle time, s")
+    sim.add_argument("--agents", type=int, required=True, metavar="N")
+    sim.add_argument(
+        "--target", type=float, required=True, metavar="T", help="service-level target, s"
+    )
+    sim.add_argument("--contacts", type=int, required=True, metavar="K", help="contacts to run")
+    sim.add_argument("--seed", type=int, required=True, metavar="X")
+    sim.add_argument(
+        "--patience",
+        type=float,
+        metavar="P",
+        help="mean patience of a waiting caller, s (default: nobody hangs up)",
+    )
+    sim.add_argument(
+        "--warmup",
+        type=int,
+        metavar="W",
+        help="first contacts left out of the figures (default: a tenth of them)",
+    )
+    sim.set_defaults(func=_cmd_simulate)
     return parser
 
 

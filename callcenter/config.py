@@ -163,6 +163,20 @@ class CtiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    #: Deliver to loopback, link-local and private addresses (off: a webhook
+    #: must not become a way into the server's own network).
+    allow_private_targets: bool = False
+    timeout_seconds: float = field(default=10.0, metadata=_bounds(0.5, 120))
+    #: Attempts before a delivery is given up (backoff doubles up to an hour).
+    max_attempts: int = field(default=12, metadata=_bounds(1, 100))
+    #: Wait before the first retry; each further one waits twice as long.
+    retry_base_seconds: float = field(default=5.0, metadata=_bounds(0.01, 3600))
+    #: How often the sender looks for due deliveries.
+    poll_seconds: float = field(default=1.0, metadata=_bounds(0.05, 60))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     #: ``production`` or ``demo``; demo seeds data and allows its known passwords.
     mode: str = "production"
@@ -178,6 +192,7 @@ class Settings:
     tickets: TicketSettings = field(default_factory=TicketSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     cti: CtiSettings = field(default_factory=CtiSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     #: Demo seed data (``[seed]`` tables), validated by :mod:`callcenter.demo`.
     seed: dict[str, Any] = field(default_factory=dict)
 

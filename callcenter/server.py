@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from callcenter.config import Settings
 from callcenter.cti.center import ContactCenter
+from callcenter.cti.webhooks import WebhookSender
 from callcenter.services import Services, close_services, open_services
 from callcenter.store.models import User
 from callcenter.web.app import create_app
@@ -34,6 +35,7 @@ class Server:
         self.settings = settings
         self.services: Services | None = None
         self.center: ContactCenter | None = None
+        self.webhook_sender: WebhookSender | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -48,6 +50,8 @@ class Server:
                 await _refuse_demo_credentials(self.services)
             self.center = ContactCenter(self.services)
             await self.center.start()
+            self.webhook_sender = WebhookSender(self.services.sessions, self.settings.webhooks)
+            self.webhook_sender.start()
             self._runner = web.AppRunner(create_app(self.services, self.center), access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
@@ -61,6 +65,9 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.webhook_sender is not None:
+            await self.webhook_sender.stop()
+            self.webhook_sender = None
         if self.center is not None:
             await self.center.stop()
             self.center = None

@@ -490,36 +490,26 @@ class Router:
         step_needed: int,
         now: dt.datetime,
     ) -> tuple[float, _Contact] | None:
-        # Entries are taken off the heap to look past them and put back after;
-        # stale ones met on the way stay off, so the window holds live contacts
-        # only and a contact served from behind the head leaves no gap in it.
-        looked: list[tuple[float, int, str]] = []
+        while heap and self._valid_entry(queue, heap[0]) is None:
+            heapq.heappop(heap)
         refused: tuple[float, _Contact] | None = None
-        try:
-            while heap and len(looked) < HEAD_SCAN:
-                entry = heapq.heappop(heap)
-                contact = self._valid_entry(queue, entry)
-                if contact is None:
-                    continue
-                looked.append(entry)
-                if contact.contact_id in agent.holding:
-                    continue
-                if self._step_of(contact, now) < step_needed:
-                    continue
-                if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
-                    continue
-                if agent.agent_id in contact.lost_to:
-                    continue
-                if agent.agent_id in contact.rejected_by:
-                    # As on the contact's side: an agent who refused a contact gets
-                    # it again only when there is nothing else for it.
-                    refused = refused or (entry[0], contact)
-                    continue
-                return entry[0], contact
-            return refused
-        finally:
-            for entry in looked:
-                heapq.heappush(heap, entry)
+        for entry in _in_order(heap, HEAD_SCAN):
+            contact = self._valid_entry(queue, entry)
+            if contact is None or contact.contact_id in agent.holding:
+                continue
+            if self._step_of(contact, now) < step_needed:
+                continue
+            if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
+                continue
+            if agent.agent_id in contact.lost_to:
+                continue
+            if agent.agent_id in contact.rejected_by:
+                # As on the contact's side: an agent who refused a contact gets
+                # it again only when there is nothing else for it.
+                refused = refused or (entry[0], contact)
+                continue
+            return entry[0], contact
+        return refused
 
     def _reserve(
         self, contact: _Contact, agent: _Agent, out: list[ev.Effect], shared: bool
@@ -783,7 +773,7 @@ class Router:
         agent = self._agent(event.agent_id)
         target = Presence(event.presence)
         agent.presence = check_presence(agent.presence, target)
-        agent.reason = "" if target is Presence.AVAILABLE else event.reason
+        agent.reason = event.reason if target is Presence.AWAY else ""
         if target is Presence.AVAILABLE and not agent.holding:
             agent.idle_since = now
         self._refresh(agent)

@@ -141,7 +141,7 @@ class Scenario:
             # steady state to measure, and Erlang C has no figures either.
             raise ValueError(
                 f"{self.agents} agents cannot keep up with {traffic:g} Erlangs "
-                "without --patience: the queue has no steady state"
+                "when nobody hangs up: the queue has no steady state"
             )
 
     @property
@@ -306,10 +306,10 @@ class _Floor:
         patience = scenario.patience_seconds
         heap = self._heap
         self._schedule_arrival(0)
-        for step in itertools.count(1):
-            if not heap:
-                break
-            if step % EVENTS_PER_STEP == 0:
+        handled = 0
+        while heap:
+            handled += 1
+            if handled % EVENTS_PER_STEP == 0:
                 await asyncio.sleep(0)
             at, _, kind, index = heapq.heappop(heap)
             self.clock = at

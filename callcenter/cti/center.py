@@ -32,6 +32,7 @@ from callcenter.acd.rules import QueueRules
 from callcenter.acd.stats import QueueStats
 from callcenter.clock import to_iso, utcnow
 from callcenter.cti.feed import Feed, FeedEvent, Replay, Resync, visible_to
+from callcenter.cti.webhooks import WebhookQueue
 from callcenter.services import Services
 from callcenter.state.memory import MemoryLiveState
 from callcenter.store import records
@@ -108,11 +109,14 @@ class ContactCenter:
         self._agent_names: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._grace: dict[str, asyncio.TimerHandle] = {}
+        self.webhooks = WebhookQueue(services.recorder)
 
     # -- life ----------------------------------------------------------------
 
     async def start(self) -> None:
         self.engine.start()
+        self.webhooks.start()
+        await self.webhooks.load(self.services.sessions)
         await self.load_queues()
 
     async def stop(self) -> None:
@@ -124,6 +128,7 @@ class ContactCenter:
         await self.engine.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.webhooks.stop()
 
     async def load_queues(self) -> None:
         """(Re)read the queues from the database into the router."""
@@ -194,6 +199,7 @@ class ContactCenter:
 
     def _publish(self, kind: str, data: dict[str, Any], audience: frozenset[str]) -> FeedEvent:
         event = self.feed.publish(kind, self.clock(), data, audience)
+        self.webhooks.offer(event, self.feed.epoch)
         wire = event.wire(self.feed.epoch)
         for console in self._consoles:
             if not audience or audience & (console.roles | {console.user_id}):

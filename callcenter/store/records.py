@@ -26,6 +26,8 @@ from callcenter.store.models import (
     TicketChange,
     TicketComment,
     TicketInteraction,
+    Webhook,
+    WebhookDelivery,
     table,
 )
 from callcenter.store.recorder import Applier, BatchApplier, RecordRejected
@@ -349,3 +351,20 @@ async def apply_ticket_linked(conn: AsyncConnection, data: dict[str, Any]) -> di
 
 
 APPLIERS[TICKET_LINKED] = apply_ticket_linked
+
+
+WEBHOOK_QUEUED = "webhook.queued"
+
+
+async def apply_webhook_queued(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    rows = [_times(d, ("next_attempt_at", "created_at")) for d in data["deliveries"]]
+    # A webhook deleted meanwhile takes its deliveries with it.
+    hooks = table(Webhook)
+    live = set((await conn.execute(select(hooks.c.id))).scalars())
+    rows = [r for r in rows if r["webhook_id"] in live]
+    if rows:
+        await conn.execute(insert(table(WebhookDelivery)), rows)
+    return {"queued": len(rows)}
+
+
+APPLIERS[WEBHOOK_QUEUED] = apply_webhook_queued

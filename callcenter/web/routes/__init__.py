@@ -15,6 +15,7 @@ from callcenter.web.routes import (  # noqa: E402
     system,
     tickets,
     users,
+    webhooks,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "system",
     "tickets",
     "users",
+    "webhooks",
 ]
