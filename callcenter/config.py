@@ -160,6 +160,8 @@ class CtiSettings:
     agent_grace_seconds: int = field(default=60, metadata=_bounds(0, 3600))
     #: Append a handled contact to the customer's open ticket instead of opening one.
     append_to_open_ticket: bool = False
+    #: How often the 15-minute interval totals are saved for reports.
+    interval_flush_seconds: float = field(default=60.0, metadata=_bounds(1, 900))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ one never blocks, so routing is never held up by a slow console.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -29,7 +30,7 @@ from callcenter.acd.engine import RoutingEngine
 from callcenter.acd.lifecycle import IllegalTransition
 from callcenter.acd.router import QueueConfigured, Router
 from callcenter.acd.rules import QueueRules
-from callcenter.acd.stats import QueueStats
+from callcenter.acd.stats import IntervalTotals, QueueStats, interval_start
 from callcenter.clock import to_iso, utcnow
 from callcenter.cti.feed import Feed, FeedEvent, Replay, Resync, visible_to
 from callcenter.cti.webhooks import WebhookQueue
@@ -102,6 +103,8 @@ class ContactCenter:
         self.engine = RoutingEngine(self.router, self.store, services.recorder, clock)
         self.engine.listeners.append(self._on_effect)
         self.stats = QueueStats({})
+        self.intervals = IntervalTotals(self.stats.thresholds)
+        self._flusher: asyncio.Task[None] | None = None
         self.contacts: dict[str, Contact] = {}
         self.queues: dict[str, QueueRules] = {}
         self._consoles: list[_Console] = []
@@ -118,8 +121,13 @@ class ContactCenter:
         self.webhooks.start()
         await self.webhooks.load(self.services.sessions)
         await self.load_queues()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="interval-flush")
 
     async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         for handle in self._grace.values():
             handle.cancel()
         for contact in self.contacts.values():
@@ -128,7 +136,36 @@ class ContactCenter:
         await self.engine.stop()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush_intervals()
         await self.webhooks.stop()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.services.settings.cti.interval_flush_seconds)
+            await self.flush_intervals()
+
+    async def flush_intervals(self) -> None:
+        """Save the interval totals that changed since the last flush; finished
+        intervals are then forgotten here (the database has them)."""
+        now = self.clock()
+        current = interval_start(now)
+        for key, row in list(self.intervals.rows.items()):
+            await self.services.recorder.record(
+                records.QUEUE_INTERVAL,
+                {
+                    "queue": row.queue,
+                    "start": to_iso(row.start),
+                    "offered": row.offered,
+                    "answered": row.answered,
+                    "answered_in_threshold": row.answered_in_threshold,
+                    "abandoned": row.abandoned,
+                    "wait_seconds": row.wait_seconds,
+                    "handle_seconds": row.handle_seconds,
+                    "handled": row.handled,
+                },
+            )
+            if row.start < current:
+                del self.intervals.rows[key]
 
     async def load_queues(self) -> None:
         """(Re)read the queues from the database into the router."""
@@ -504,6 +541,7 @@ class ContactCenter:
                 self._publish_agent(effect.agent_id)
             case ev.QueueLog():
                 self.stats.feed(effect)
+                self.intervals.feed(effect)
                 if effect.queue:
                     self._publish(
                         "queue", self._queue_figures(effect.queue, now), frozenset({SUPERVISORS})

@@ -18,6 +18,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -426,6 +427,24 @@ class ChatMessage(Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     at: Mapped[dt.datetime]
+
+
+class QueueInterval(Base):
+    """Totals of one queue over one 15-minute interval, for reports."""
+
+    __tablename__ = "queue_intervals"
+    __table_args__ = (UniqueConstraint("queue", "start", name="uq_queue_intervals_queue_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64))
+    start: Mapped[dt.datetime]
+    offered: Mapped[int] = mapped_column(Integer, default=0)
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    answered_in_threshold: Mapped[int] = mapped_column(Integer, default=0)
+    abandoned: Mapped[int] = mapped_column(Integer, default=0)
+    wait_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    handle_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    handled: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Webhook(Base):

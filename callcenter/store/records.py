@@ -21,6 +21,7 @@ from callcenter.store.models import (
     AuditEntry,
     ChatMessage,
     Interaction,
+    QueueInterval,
     QueueLogEntry,
     Ticket,
     TicketChange,
@@ -368,3 +369,22 @@ async def apply_webhook_queued(conn: AsyncConnection, data: dict[str, Any]) -> d
 
 
 APPLIERS[WEBHOOK_QUEUED] = apply_webhook_queued
+
+
+QUEUE_INTERVAL = "queue_interval.saved"
+
+
+async def apply_queue_interval(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    """Interval totals replace what was stored for that queue and interval."""
+    row = _times(data, ("start",))
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = module.insert(table(QueueInterval)).values(**row)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["queue", "start"],
+        set_={k: stmt.excluded[k] for k in row if k not in ("queue", "start")},
+    )
+    await conn.execute(stmt)
+    return {}
+
+
+APPLIERS[QUEUE_INTERVAL] = apply_queue_interval

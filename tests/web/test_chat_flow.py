@@ -283,3 +283,33 @@ async def test_wallboard_follows_queues_and_agents_and_an_absent_console_goes_of
             lambda m: m.get("type") == "agent" and m["presence"] == "available"
         )
         assert back["agent_id"] == seen["agent_id"]
+
+
+async def test_interval_totals_reach_the_report(server: Server, client: ApiClient) -> None:
+    await _setup(server, client)
+    async with aiohttp.ClientSession() as http:
+        for name in ("A", "B"):
+            customer = await _customer(server, http, name=name, message="hi")
+            await customer.type("queued")
+            await customer.send(type="end")
+            await customer.type("ended")
+    assert server.center is not None and server.services is not None
+    await server.center.flush_intervals()
+    await server.services.recorder.drained(10)
+    report = await client.get(
+        "/api/v1/reports/intervals", since="2020-01-01T00:00:00Z", until="2100-01-01T00:00:00Z"
+    )
+    assert report.status == 400  # more than a year at once
+    now = time.time()
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600))
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600))
+    report = await client.get("/api/v1/reports/intervals", since=since, until=until)
+    assert report.status == 200, report.body
+    (chat,) = report.body["queues"]
+    assert (chat["queue"], chat["offered"], chat["abandoned"], chat["answered"]) == (
+        "chat",
+        2,
+        2,
+        0,
+    )
+    assert chat["abandon_rate"] == 1.0 and len(chat["intervals"]) >= 1
