@@ -773,7 +773,7 @@ class Router:
         agent = self._agent(event.agent_id)
         target = Presence(event.presence)
         agent.presence = check_presence(agent.presence, target)
-        agent.reason = event.reason if target is Presence.AWAY else ""
+        agent.reason = "" if target is Presence.AVAILABLE else event.reason
         if target is Presence.AVAILABLE and not agent.holding:
             agent.idle_since = now
         self._refresh(agent)

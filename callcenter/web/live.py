@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -206,6 +207,34 @@ async def _open_console(
     return socket, outbox, principal, checked
 
 
+async def _serve(
+    socket: web.WebSocketResponse,
+    outbox: WsOutbox,
+    schemas: dict[str, Obj],
+    act: Callable[[str, dict[str, Any]], Awaitable[None]],
+) -> None:
+    """A console's message loop: check each message, act on it, answer ``ok`` or ``error``."""
+    async for data in _messages(socket, outbox):
+        kind, ref = data["type"], data.get("ref")
+        schema = schemas.get(kind)
+        if schema is None:
+            _error(outbox, "unknown_type", f"unknown message type {kind[:40]!r}", ref)
+            continue
+        try:
+            body = _check(schema, data)
+            if kind == "ping":
+                outbox.push({"type": "pong", "ref": ref})
+                continue
+            await act(kind, body)
+            outbox.push({"type": "ok", "ref": ref})
+        except ValidationError as exc:
+            _error(outbox, "invalid_field", f"{exc.path}: {exc.message}", ref)
+        except ContactError as exc:
+            _error(outbox, exc.code, str(exc), ref)
+        except (IllegalTransition, UnknownContact, UnknownQueue) as exc:
+            _error(outbox, "illegal_transition", str(exc), ref)
+
+
 # -- agent console ----------------------------------------------------------------
 
 WRAPUP_TICKET = obj(
@@ -261,40 +290,26 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
         if not center.is_joined(agent):
             await center.join_agent(principal.user_id)
         await _greet(center, outbox, principal, hello, lambda: center.agent_snapshot(agent))
-        async for data in _messages(socket, outbox):
-            kind, ref = data["type"], data.get("ref")
-            schema = schemas.get(kind)
-            if schema is None:
-                _error(outbox, "unknown_type", f"unknown message type {kind[:40]!r}", ref)
-                continue
-            try:
-                body = _check(schema, data)
-                if kind == "ping":
-                    outbox.push({"type": "pong", "ref": ref})
-                    continue
-                if kind == "presence":
-                    await center.set_presence(agent, body["presence"], body.get("reason", ""))
-                elif kind == "accept":
-                    await center.accept(agent, body["contact_id"])
-                elif kind == "reject":
-                    await center.reject(agent, body["contact_id"])
-                elif kind == "message":
-                    await center.agent_message(agent, body["contact_id"], body["text"])
-                elif kind == "typing":
-                    center.typing(body["contact_id"], "agent", agent)
-                elif kind == "end":
-                    await center.end_by_agent(agent, body["contact_id"])
-                elif kind == "wrapup":
-                    if not await _valid_disposition(request, body["disposition"]):
-                        raise ContactError("invalid_disposition", "unknown disposition code")
-                    await center.wrap_up(agent, body["contact_id"], body)
-                outbox.push({"type": "ok", "ref": ref})
-            except ValidationError as exc:
-                _error(outbox, "invalid_field", f"{exc.path}: {exc.message}", ref)
-            except ContactError as exc:
-                _error(outbox, exc.code, str(exc), ref)
-            except (IllegalTransition, UnknownContact) as exc:
-                _error(outbox, "illegal_transition", str(exc), ref)
+
+        async def act(kind: str, body: dict[str, Any]) -> None:
+            if kind == "presence":
+                await center.set_presence(agent, body["presence"], body.get("reason", ""))
+            elif kind == "accept":
+                await center.accept(agent, body["contact_id"])
+            elif kind == "reject":
+                await center.reject(agent, body["contact_id"])
+            elif kind == "message":
+                await center.agent_message(agent, body["contact_id"], body["text"])
+            elif kind == "typing":
+                center.typing(body["contact_id"], "agent", agent)
+            elif kind == "end":
+                await center.end_by_agent(agent, body["contact_id"])
+            elif kind == "wrapup":
+                if not await _valid_disposition(request, body["disposition"]):
+                    raise ContactError("invalid_disposition", "unknown disposition code")
+                await center.wrap_up(agent, body["contact_id"], body)
+
+        await _serve(socket, outbox, schemas, act)
     finally:
         center.detach(outbox, agent)
         services.sockets.remove(principal.user_id, socket)
@@ -332,37 +347,20 @@ async def supervisor_socket(request: web.Request) -> web.StreamResponse:
     user = str(principal.user_id)
     try:
         await _greet(center, outbox, principal, hello, center.supervisor_snapshot)
-        async for data in _messages(socket, outbox):
-            kind, ref = data["type"], data.get("ref")
-            schema = SUPERVISOR_SCHEMAS.get(kind)
-            if schema is None:
-                _error(outbox, "unknown_type", f"unknown message type {kind[:40]!r}", ref)
-                continue
-            try:
-                body = _check(schema, data)
-                if kind == "ping":
-                    outbox.push({"type": "pong", "ref": ref})
-                    continue
-                if kind == "agent_presence":
-                    await center.set_presence(
-                        body["agent_id"], body["presence"], body.get("reason", "supervisor")
-                    )
-                elif kind == "move":
-                    await center.move(body["contact_id"], body["queue"])
-                await services.audit(
-                    principal.user_id,
-                    principal.username,
-                    f"live.{kind}",
-                    body.get("agent_id") or body.get("contact_id", ""),
-                    request.remote or "",
+
+        async def act(kind: str, body: dict[str, Any]) -> None:
+            if kind == "agent_presence":
+                await center.set_presence(
+                    body["agent_id"], body["presence"], body.get("reason", "supervisor")
                 )
-                outbox.push({"type": "ok", "ref": ref})
-            except ValidationError as exc:
-                _error(outbox, "invalid_field", f"{exc.path}: {exc.message}", ref)
-            except ContactError as exc:
-                _error(outbox, exc.code, str(exc), ref)
-            except (IllegalTransition, UnknownContact, UnknownQueue, KeyError) as exc:
-                _error(outbox, "illegal_transition", str(exc), ref)
+            elif kind == "move":
+                await center.move(body["contact_id"], body["queue"])
+            target = body.get("agent_id") or body.get("contact_id", "")
+            await services.audit(
+                principal.user_id, principal.username, f"live.{kind}", target, request.remote or ""
+            )
+
+        await _serve(socket, outbox, SUPERVISOR_SCHEMAS, act)
     finally:
         center.detach(outbox, user)
         services.sockets.remove(principal.user_id, socket)
