@@ -313,3 +313,37 @@ async def test_interval_totals_reach_the_report(server: Server, client: ApiClien
         0,
     )
     assert chat["abandon_rate"] == 1.0 and len(chat["intervals"]) >= 1
+
+
+async def test_customer_resumes_within_the_grace_period(
+    server: Server, client: ApiClient, new_client: Any
+) -> None:
+    await _setup(server, client)
+    agent = await _agent(server, new_client)
+    async with aiohttp.ClientSession() as http:
+        customer = await _customer(server, http, name="Ma", email="ma@example.com", message="hi")
+        queued = await customer.type("queued")
+        contact_id, token = queued["contact_id"], queued["resume_token"]
+        await agent.type("offer", contact_id=contact_id)
+        await agent.send(type="accept", contact_id=contact_id)
+        await customer.type("agent_joined")
+        await customer.ws.close()  # the page reloads
+        await agent.send(type="message", contact_id=contact_id, text="still there?", ref="m")
+        await agent.type("ok", ref="m")
+        wrong = Socket(
+            await http.ws_connect(server.url + "/ws/chat", headers={"Origin": server.url})
+        )
+        await wrong.send(type="resume", contact_id=contact_id, resume_token="guess")
+        assert (await wrong.type("error"))["code"] == "cannot_resume"
+        back = Socket(
+            await http.ws_connect(server.url + "/ws/chat", headers={"Origin": server.url})
+        )
+        await back.send(type="resume", contact_id=contact_id, resume_token=token)
+        resumed = await back.type("resumed")
+        assert [m["text"] for m in resumed["transcript"]] == ["hi", "still there?"]
+        await agent.send(type="message", contact_id=contact_id, text="welcome back")
+        assert (await back.type("message"))["text"] == "welcome back"
+        await back.send(type="message", text="thanks")
+        assert (await agent.type("message", contact_id=contact_id, text="thanks"))[
+            "from"
+        ] == "customer"
