@@ -27,7 +27,7 @@ import datetime as dt
 import heapq
 import itertools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from callcenter.acd import events as ev
@@ -49,26 +49,6 @@ HEAD_SCAN = 8
 
 class UnknownQueue(KeyError):
     pass
-
-
-def _in_order(heap: list[tuple[float, int, str]], limit: int) -> Iterator[tuple[float, int, str]]:
-    """The first ``limit`` entries of ``heap``, smallest first, reading only those.
-
-    Every entry of a heap comes after its parent, so the next one in order is a
-    child of one already given: a walk from the root with a small frontier costs
-    O(limit log limit), where ``heapq.nsmallest`` reads the whole heap. The
-    caller must not change ``heap`` while it walks.
-    """
-    size = len(heap)
-    frontier = [(heap[0], 0)] if heap else []
-    for _ in range(limit):
-        if not frontier:
-            return
-        entry, index = heapq.heappop(frontier)
-        yield entry
-        for child in (2 * index + 1, 2 * index + 2):
-            if child < size:
-                heapq.heappush(frontier, (heap[child], child))
 
 
 class UnknownContact(KeyError):
@@ -126,8 +106,13 @@ class _Contact:
 @dataclass
 class _Queue:
     rules: QueueRules
-    #: channel -> heap of (key, stamp, contact_id); key = waiting_since - head start.
-    heaps: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)
+    #: (channel, extra skills the contacts need) -> heap of (key, stamp, contact_id),
+    #: key = waiting_since - head start. Contacts that need a language or another
+    #: extra skill wait in a heap of their own, so agents who lack it never have to
+    #: look past them.
+    heaps: dict[tuple[str, tuple[tuple[str, int], ...]], list[tuple[float, int, str]]] = field(
+        default_factory=dict
+    )
     waiting: set[str] = field(default_factory=set)
     last_agent: str | None = None
 
@@ -319,7 +304,8 @@ class Router:
     def _enqueue(self, contact: _Contact) -> None:
         queue = self._queue(contact.queue)
         contact.stamp += 1
-        heap = queue.heaps.setdefault(contact.channel, [])
+        needs = tuple(sorted(contact.skills.items()))
+        heap = queue.heaps.setdefault((contact.channel, needs), [])
         heapq.heappush(heap, (self._key(contact), contact.stamp, contact.contact_id))
         queue.waiting.add(contact.contact_id)
 
@@ -466,8 +452,10 @@ class Router:
             best: tuple[float, _Contact] | None = None
             for name, step_needed in agent.steps.items():
                 queue = self._queues[name]
-                for channel, heap in queue.heaps.items():
-                    if not self._free_for(agent, channel):
+                for (channel, needs), heap in queue.heaps.items():
+                    if not heap or not self._free_for(agent, channel):
+                        continue
+                    if any(agent.skills.get(s, 0) < lvl for s, lvl in needs):
                         continue
                     found = self._head_for(agent, name, heap, step_needed, now)
                     if found is not None and (best is None or found[0] < best[0]):
@@ -490,26 +478,31 @@ class Router:
         step_needed: int,
         now: dt.datetime,
     ) -> tuple[float, _Contact] | None:
-        while heap and self._valid_entry(queue, heap[0]) is None:
-            heapq.heappop(heap)
+        # Entries are taken off to look past them and put back after; stale ones
+        # met on the way stay off, so the window holds waiting contacts only.
+        looked: list[tuple[float, int, str]] = []
         refused: tuple[float, _Contact] | None = None
-        for entry in _in_order(heap, HEAD_SCAN):
+        found: tuple[float, _Contact] | None = None
+        while heap and len(looked) < HEAD_SCAN:
+            entry = heapq.heappop(heap)
             contact = self._valid_entry(queue, entry)
-            if contact is None or contact.contact_id in agent.holding:
+            if contact is None:
+                continue
+            looked.append(entry)
+            if contact.contact_id in agent.holding or agent.agent_id in contact.lost_to:
                 continue
             if self._step_of(contact, now) < step_needed:
-                continue
-            if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
-                continue
-            if agent.agent_id in contact.lost_to:
                 continue
             if agent.agent_id in contact.rejected_by:
                 # As on the contact's side: an agent who refused a contact gets
                 # it again only when there is nothing else for it.
                 refused = refused or (entry[0], contact)
                 continue
-            return entry[0], contact
-        return refused
+            found = (entry[0], contact)
+            break
+        for entry in looked:
+            heapq.heappush(heap, entry)
+        return found or refused
 
     def _reserve(
         self, contact: _Contact, agent: _Agent, out: list[ev.Effect], shared: bool
@@ -569,6 +562,8 @@ class Router:
 
     def _accept(self, event: ev.OfferAccepted, now: dt.datetime, out: list[ev.Effect]) -> None:
         contact = self._contacts.get(event.contact_id)
+        if contact is not None and contact.agent == event.agent_id:
+            return  # accepted twice (a double click, a retry): nothing more to do
         if contact is None or event.agent_id not in contact.offered_to:
             # Too late (timed out, taken by another, or the customer left).
             out.append(ev.Withdraw(event.contact_id, event.agent_id, "expired"))
@@ -584,7 +579,8 @@ class Router:
             out.append(ev.Withdraw(contact.contact_id, other, "taken"))
             self._release_slot(self._agents[other], contact.contact_id, now)
         others = sorted(contact.offered_to - {event.agent_id})
-        contact.offered_to = {event.agent_id}
+        # The offer is over: the agent now holds the contact as connected.
+        contact.offered_to = set()
         agent = self._agents[event.agent_id]
         agent.handled += 1
         waited = (now - contact.waiting_since).total_seconds()

@@ -325,3 +325,26 @@ async def test_callback_keeps_the_place_after_hang_up() -> None:
     await desk.send(ev.CallbackRequested("c1", "+8613800138000"))
     await desk.send(ev.ContactLeft("c1"))  # the caller hangs up, the callback waits
     assert offers(await desk.agent("a")) == [("c1", "a")]
+
+
+async def test_going_away_on_a_call_keeps_the_call() -> None:
+    desk = Desk(QueueRules("q"))
+    await desk.agent("a")
+    await desk.call("c1")
+    await desk.send(ev.OfferAccepted("c1", "a"))
+    assert await desk.send(ev.OfferAccepted("c1", "a")) == []  # a double accept changes nothing
+    effects = await desk.send(ev.AgentPresenceChanged("a", "away", "break"))
+    assert withdrawn(effects) == []
+    assert desk.router.agent_load("a") == await desk.store.load("a") == {"voice": 1}
+    await desk.send(ev.AgentPresenceChanged("a", "available"))
+    assert offers(await desk.call("c2")) == []  # still on c1
+
+
+async def test_contacts_needing_a_skill_do_not_hide_the_ones_behind_them() -> None:
+    desk = Desk(QueueRules("q"))
+    for n in range(12):
+        await desk.call(f"zh{n}", skills={"mandarin": 3})
+        desk.now += dt.timedelta(seconds=1)
+    await desk.call("plain")
+    assert offers(await desk.agent("english-only")) == [("plain", "english-only")]
+    assert offers(await desk.agent("zh-speaker", {"mandarin": 4})) == [("zh0", "zh-speaker")]
