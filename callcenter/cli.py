@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup",
         type=int,
         metavar="W",
-        help="first contacts left out of the figures (default: a tenth of them)",
+        help="first contacts left out of the figures (default: one in twenty)",
     )
     sim.set_defaults(func=_cmd_simulate)
     return parser

@@ -5,9 +5,10 @@ its agent for an exponentially distributed handle time of mean
 ``aht_seconds``; when ``patience_seconds`` is given, a caller still waiting
 after an exponentially distributed patience of that mean hangs up. ``agents``
 identical agents serve one queue (one voice channel, no skills, longest idle
-first), take every offer at the instant it rings and need no wrap-up. Without
-patience this is the M/M/N queue of :mod:`callcenter.acd.erlang`, so what the
-router achieves can be compared with Erlang C.
+first), take every offer at the instant it rings and need no wrap-up (unless
+a :class:`Scenario` asks for it). Without patience and wrap-up this is the
+M/M/N queue of :mod:`callcenter.acd.erlang`, so what the router achieves can
+be compared with Erlang C.
 
 Nothing is modelled in place of the router: every event goes through
 :func:`callcenter.acd.dispatch.run` with the in-process live-state store, and
@@ -46,6 +47,7 @@ import heapq
 import itertools
 import math
 import random
+from array import array
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -62,8 +64,9 @@ DEFAULT_BATCHES = 30
 #: Fewest measured contacts in a batch; a limit that keeps batch figures defined.
 MIN_BATCH_CONTACTS = 10
 #: Share of the contacts left out as warm-up when ``warmup`` is not given.
-DEFAULT_WARMUP_SHARE = 0.1
-#: Longest run one request may ask for; a limit on work, far above any CI check.
+DEFAULT_WARMUP_SHARE = 0.05
+#: Longest run one request may ask for: a limit on work and memory (some 24
+#: bytes a contact), far above what the comparison with Erlang C needs.
 MAX_CONTACTS = 10_000_000
 #: Events handled between two returns to the event loop: enough that the
 #: return costs nothing, few enough that no step holds the loop for long.
@@ -102,6 +105,8 @@ class Scenario:
 
     ``warmup`` is a number of contacts (the first ones to arrive) left out of
     every figure; ``None`` leaves out :data:`DEFAULT_WARMUP_SHARE` of them.
+    ``wrapup_seconds`` leaves the Erlang C model: the agent stays busy that
+    long after each contact, until the router's own wrap-up timer ends it.
     """
 
     calls_per_hour: float
@@ -113,6 +118,7 @@ class Scenario:
     patience_seconds: float | None = None
     warmup: int | None = None
     batches: int = DEFAULT_BATCHES
+    wrapup_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         # erlang_report checks rate, handle time, agents and target, naming the bad one.
@@ -127,6 +133,9 @@ class Scenario:
         patience = self.patience_seconds
         if patience is not None and not (math.isfinite(patience) and patience > 0):
             raise ValueError(f"patience must be a positive finite number, not {patience!r}")
+        wrapup = self.wrapup_seconds
+        if not (math.isfinite(wrapup) and wrapup >= 0):
+            raise ValueError(f"wrapup must be a finite number of zero or more, not {wrapup!r}")
         _whole("batches", self.batches, MIN_BATCHES)
         warmup = self.warmup_contacts
         _whole("warmup", warmup, 0)
@@ -136,11 +145,12 @@ class Scenario:
                 f"{measured} contacts after a warm-up of {warmup} are too few for "
                 f"{self.batches} batches of at least {MIN_BATCH_CONTACTS}"
             )
-        if patience is None and self.agents <= traffic:
+        busy = traffic * (self.aht_seconds + wrapup) / self.aht_seconds
+        if patience is None and self.agents <= busy:
             # Without abandons the line then grows for ever: there is no
             # steady state to measure, and Erlang C has no figures either.
             raise ValueError(
-                f"{self.agents} agents cannot keep up with {traffic:g} Erlangs "
+                f"{self.agents} agents cannot keep up with {busy:g} Erlangs "
                 "when nobody hangs up: the queue has no steady state"
             )
 
@@ -162,6 +172,7 @@ class SimulationReport:
     aht_seconds: float
     target_seconds: float
     patience_seconds: float | None
+    wrapup_seconds: float
     warmup: int
     batches: int
     #: Contacts after the warm-up: the ones every figure counts.
@@ -177,7 +188,7 @@ class SimulationReport:
     p_wait: float
     p_wait_ci95: tuple[float, float]
     abandon_rate: float
-    #: Erlang C ignores abandons: with patience these are the figures without them.
+    #: Erlang C knows neither abandons nor wrap-up: these are the figures without them.
     erlang_service_level: float
     erlang_p_wait: float
     erlang_asa_seconds: float
@@ -197,8 +208,9 @@ def t_quantile_975(degrees: int) -> float:
     """Student's t quantile at 0.975 (a two-sided 95% interval) for ``degrees`` >= 1.
 
     By the asymptotic expansion in the normal quantile (Abramowitz and Stegun,
-    *Handbook of Mathematical Functions*, 26.7.5), good to 1e-4 from 5 degrees
-    of freedom up, which covers every permitted batch count.
+    *Handbook of Mathematical Functions*, 26.7.5): within 1e-5 of the exact
+    value from 10 degrees of freedom and within 1e-6 from 19, the fewest that
+    :data:`MIN_BATCHES` allows; below 10 it drifts (3e-4 short at 5).
     """
     nu = float(_whole("degrees", degrees, 1))
     x = NormalDist().inv_cdf(0.975)
@@ -239,14 +251,19 @@ class _Floor:
         self._arrival_rng = random.Random(seeds.getrandbits(64))
         self._handle_rng = random.Random(seeds.getrandbits(64))
         self._patience_rng = random.Random(seeds.getrandbits(64))
-        rules = QueueRules(QUEUE, wrapup_seconds=0.0, offer_timeout_seconds=OFFER_TIMEOUT_SECONDS)
+        rules = QueueRules(
+            QUEUE,
+            wrapup_seconds=scenario.wrapup_seconds,
+            offer_timeout_seconds=OFFER_TIMEOUT_SECONDS,
+        )
         self.router = Router([rules], rng=random.Random(seeds.getrandbits(64)))
         self.store = MemoryLiveState()
         count = scenario.contacts
-        self.arrived = [0] * count
+        # Machine integers: a long run keeps three numbers a contact.
+        self.arrived = array("q", bytes(8 * count))
         #: Wait in microseconds once answered, else _UNANSWERED or _ABANDONED.
-        self.waits = [_UNANSWERED] * count
-        self._handle = [0] * count
+        self.waits = array("q", [_UNANSWERED]) * count
+        self._handle = array("q", bytes(8 * count))
         self._heap: list[tuple[int, int, int, int]] = []
         self._seq = itertools.count()
         self._tick_at: int | None = None
@@ -265,27 +282,26 @@ class _Floor:
         self._push(round(self._next_arrival * _MICRO), _ARRIVAL, index)
 
     async def _send(self, event: ev.Event, at: int) -> None:
+        """Hand ``event`` to the router at ``at`` and play out all it sets off then.
+
+        Afterwards the router's next deadline, if any, has a tick on the heap.
+        """
         now = EPOCH + at * _ONE_MICRO
         effects = await dispatch.run(self.router, self.store, event, now)
         while effects:
             accepts: list[ev.OfferAccepted] = []
             for effect in effects:
-                kind = type(effect)
-                if kind is ev.Offer:
-                    assert isinstance(effect, ev.Offer)
+                if isinstance(effect, ev.Offer):
                     accepts.append(ev.OfferAccepted(effect.contact_id, effect.agent_id))
-                elif kind is ev.Connect:
-                    index = int(effect.contact_id)  # type: ignore[union-attr]
+                elif isinstance(effect, ev.Connect):
+                    index = int(effect.contact_id)
                     self.waits[index] = at - self.arrived[index]
                     self._push(at + self._handle[index], _HANG_UP, index)
-                elif kind is ev.ContactEnded:
-                    assert isinstance(effect, ev.ContactEnded)
+                elif isinstance(effect, ev.ContactEnded):
                     if effect.outcome == "abandoned":
                         self.waits[int(effect.contact_id)] = _ABANDONED
-                elif kind is ev.Withdraw:
-                    assert isinstance(effect, ev.Withdraw)
-                    if effect.reason == "timeout":
-                        self.offer_timeouts += 1
+                elif isinstance(effect, ev.Withdraw) and effect.reason == "timeout":
+                    self.offer_timeouts += 1
             # The agents pick up at the instant the phone rings.
             effects = []
             for accept in accepts:
@@ -328,6 +344,7 @@ class _Floor:
                 if self.waits[index] == _UNANSWERED:
                     await self._send(ev.ContactLeft(str(index)), at)
             elif at == self._tick_at:
+                # A tick an earlier deadline took the place of passes unused.
                 self._tick_at = None
                 await self._send(ev.Tick(), at)
         stuck = self.waits.count(_UNANSWERED)
@@ -371,6 +388,7 @@ class _Floor:
             aht_seconds=s.aht_seconds,
             target_seconds=s.target_seconds,
             patience_seconds=s.patience_seconds,
+            wrapup_seconds=s.wrapup_seconds,
             warmup=warmup,
             batches=s.batches,
             measured=measured,

@@ -172,4 +172,12 @@ def _parse_query(request: web.Request, schema: Obj) -> dict[str, Any]:
             out[key] = schema.fields[key].from_query(values[0], f"query.{key}")
         except ValidationError as exc:
             raise ApiError(400, "invalid_query", exc.message, {"field": exc.path}) from None
+    missing = sorted(schema.required - set(out))
+    if missing:
+        raise ApiError(
+            400,
+            "invalid_query",
+            f"query parameter {missing[0]} is required",
+            {"field": f"query.{missing[0]}"},
+        )
     return out

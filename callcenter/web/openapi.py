@@ -57,7 +57,12 @@ def build(routes: list[Route], prefix: str) -> dict[str, Any]:
         ]
         if route.query is not None:
             params += [
-                {"name": name, "in": "query", "required": False, "schema": schema.json_schema()}
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in route.query.required,
+                    "schema": schema.json_schema(),
+                }
                 for name, schema in route.query.fields.items()
             ]
         if params:
