@@ -202,6 +202,25 @@ class Router:
         agent = self._agent(agent_id)
         return agent.presence.value, agent.reason
 
+    def agent_states(self, queue: str) -> dict[str, int]:
+        """Agents who may serve ``queue``, counted by what they are doing now.
+
+        ``busy``: holds a contact that is ringing or connected; ``wrapup``: holds
+        only contacts in wrap-up; otherwise the agent's presence.
+        """
+        counts = {"available": 0, "busy": 0, "wrapup": 0, "away": 0, "offline": 0}
+        for agent in self._agents.values():
+            if queue not in agent.steps:
+                continue
+            held = [self._contacts.get(c) for c in agent.holding]
+            if any(c is not None and c.status is not S.WRAPUP for c in held):
+                counts["busy"] += 1
+            elif held:
+                counts["wrapup"] += 1
+            else:
+                counts[agent.presence.value] += 1
+        return counts
+
     def offers_of(self, contact_id: str) -> frozenset[str]:
         return frozenset(self._contact(contact_id).offered_to)
 

@@ -326,6 +326,9 @@ class ContactCenter:
 
     def _queue_figures(self, name: str, now: dt.datetime) -> dict[str, Any]:
         figures = self.stats.figures(name, now)
+        agents = self.router.agent_states(name)
+        working = agents["busy"] + agents["wrapup"]
+        staffed = working + agents["available"]
         return {
             "queue": name,
             "waiting": figures.waiting,
@@ -337,6 +340,9 @@ class ContactCenter:
             "abandon_rate": figures.abandon_rate,
             "answered": figures.answered,
             "abandoned": figures.abandoned,
+            "agents": agents,
+            # Share of the agents at work now who are handling contacts.
+            "occupancy": working / staffed if staffed else None,
         }
 
     # -- contacts --------------------------------------------------------------

@@ -348,3 +348,28 @@ async def test_contacts_needing_a_skill_do_not_hide_the_ones_behind_them() -> No
     await desk.call("plain")
     assert offers(await desk.agent("english-only")) == [("plain", "english-only")]
     assert offers(await desk.agent("zh-speaker", {"mandarin": 4})) == [("zh0", "zh-speaker")]
+
+
+async def test_agents_counted_by_state_per_queue() -> None:
+    desk = Desk(QueueRules("q", wrapup_seconds=30), QueueRules("tech", skills={"tech": 3}))
+    for name in ("a", "b", "c", "d"):
+        await desk.agent(name)
+    await desk.send(ev.AgentPresenceChanged("d", "away", "lunch"))
+    await desk.call("c1")
+    await desk.call("c2")
+    await desk.send(ev.OfferAccepted("c1", "a"))
+    await desk.send(ev.ContactLeft("c1"))  # a in wrap-up, b ringing with c2
+    assert desk.router.agent_states("q") == {
+        "available": 1,
+        "busy": 1,
+        "wrapup": 1,
+        "away": 1,
+        "offline": 0,
+    }
+    assert desk.router.agent_states("tech") == {
+        "available": 0,
+        "busy": 0,
+        "wrapup": 0,
+        "away": 0,
+        "offline": 0,
+    }
