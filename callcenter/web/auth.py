@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -102,15 +103,23 @@ async def authenticate(request: web.Request, services: Services, method: str) ->
     return principal
 
 
-async def session_principal(services: Services, cookie: str) -> Principal:
-    digest = token_digest(cookie)
+async def _confirmed(
+    services: Services,
+    digest: str,
+    lookup: Callable[[Services, str], Awaitable[Principal]],
+) -> Principal:
+    """The database's answer; during an outage, what it confirmed recently."""
     try:
-        return await _session_from_database(services, digest)
+        return await lookup(services, digest)
     except Exception as exc:
         cached = services.credentials.get(digest, utcnow()) if is_transient(exc) else None
         if cached is None:
             raise
         return cached
+
+
+async def session_principal(services: Services, cookie: str) -> Principal:
+    return await _confirmed(services, token_digest(cookie), _session_from_database)
 
 
 async def _session_from_database(services: Services, digest: str) -> Principal:
@@ -145,14 +154,7 @@ async def _session_from_database(services: Services, digest: str) -> Principal:
 
 
 async def _from_api_token(services: Services, token: str) -> Principal:
-    digest = token_digest(token)
-    try:
-        return await _token_from_database(services, digest)
-    except Exception as exc:
-        cached = services.credentials.get(digest, utcnow()) if is_transient(exc) else None
-        if cached is None:
-            raise
-        return cached
+    return await _confirmed(services, token_digest(token), _token_from_database)
 
 
 async def _token_from_database(services: Services, digest: str) -> Principal:
