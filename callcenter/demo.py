@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from callcenter.clock import utcnow
 from callcenter.config import ConfigError, Settings
-from callcenter.server import Server
+from callcenter.server import Server, settle_memory
 from callcenter.services import Services
 from callcenter.store import records
 from callcenter.store.customers import create_customer
@@ -126,6 +126,7 @@ async def run_demo(settings: Settings) -> None:
         "  Stop with Ctrl-C.\n",
         flush=True,
     )
+    settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -443,6 +443,7 @@ class Router:
             agent.talk_seconds,
             agent.order,
             sum(agent.skills.get(s, 0) for s in needs),
+            sum(1 for channel in agent.holding.values() if channel == contact.channel),
         )
 
     def _route_contact(self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]) -> None:

@@ -21,12 +21,16 @@ class Candidate:
     order: int
     #: Sum of the agent's proficiency in the skills the contact needs.
     proficiency: int
+    #: Contacts of the contact's channel the agent holds now (several chats).
+    load: int = 0
 
 
 Key = Callable[[Candidate], tuple[object, ...]]
 
 KEYS: dict[str, Key] = {
-    "longest_idle": lambda c: (c.idle_since, -c.proficiency, c.agent_id),
+    # For chats an agent with fewer conversations comes first, else the first
+    # agent picked would fill up before anyone else got one.
+    "longest_idle": lambda c: (c.load, c.idle_since, -c.proficiency, c.agent_id),
     "fewest_contacts": lambda c: (c.handled, c.idle_since, c.agent_id),
     "least_talk_time": lambda c: (c.talk_seconds, c.idle_since, c.agent_id),
     "linear": lambda c: (c.order, c.agent_id),

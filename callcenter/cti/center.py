@@ -107,7 +107,10 @@ class ContactCenter:
         self._flusher: asyncio.Task[None] | None = None
         self.contacts: dict[str, Contact] = {}
         self.queues: dict[str, QueueRules] = {}
-        self._consoles: list[_Console] = []
+        #: Consoles by user id and by role, so an event reaches its audience
+        #: without a walk over every console.
+        self._by_key: dict[str, list[_Console]] = {}
+        self._everyone: list[_Console] = []
         self._agents_joined: set[str] = set()
         self._agent_names: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -205,14 +208,23 @@ class ContactCenter:
     # -- consoles ------------------------------------------------------------
 
     def attach(self, outbox: Outbox, user_id: str, roles: frozenset[str]) -> None:
-        self._consoles.append(_Console(outbox, user_id, roles))
+        console = _Console(outbox, user_id, roles)
+        self._everyone.append(console)
+        for key in roles | {user_id}:
+            self._by_key.setdefault(key, []).append(console)
         handle = self._grace.pop(user_id, None)
         if handle is not None:
             handle.cancel()
 
     def detach(self, outbox: Outbox, user_id: str) -> None:
-        self._consoles = [c for c in self._consoles if c.outbox is not outbox]
-        if user_id in self._agents_joined and not any(c.user_id == user_id for c in self._consoles):
+        self._everyone = [c for c in self._everyone if c.outbox is not outbox]
+        for key in list(self._by_key):
+            kept = [c for c in self._by_key[key] if c.outbox is not outbox]
+            if kept:
+                self._by_key[key] = kept
+            else:
+                del self._by_key[key]
+        if user_id in self._agents_joined and user_id not in self._by_key:
             grace = self.services.settings.cti.agent_grace_seconds
             loop = asyncio.get_running_loop()
             self._grace[user_id] = loop.call_later(
@@ -222,7 +234,7 @@ class ContactCenter:
     async def _console_gone(self, user_id: str) -> None:
         """No console came back within the grace period: the agent goes offline."""
         self._grace.pop(user_id, None)
-        if any(c.user_id == user_id for c in self._consoles):
+        if user_id in self._by_key:
             return
         if self.router.agent_presence(user_id)[0] != "offline":
             await self.set_presence(user_id, "offline", "disconnected")
@@ -238,9 +250,18 @@ class ContactCenter:
         event = self.feed.publish(kind, self.clock(), data, audience)
         self.webhooks.offer(event, self.feed.epoch)
         wire = event.wire(self.feed.epoch)
-        for console in self._consoles:
-            if not audience or audience & (console.roles | {console.user_id}):
-                console.outbox.push(wire)
+        if not audience:
+            targets: list[_Console] = self._everyone
+        else:
+            seen: set[int] = set()
+            targets = []
+            for key in audience:
+                for console in self._by_key.get(key, ()):
+                    if id(console) not in seen:
+                        seen.add(id(console))
+                        targets.append(console)
+        for console in targets:
+            console.outbox.push(wire)
         return event
 
     # -- agents ----------------------------------------------------------------
@@ -302,7 +323,7 @@ class ContactCenter:
                     "queue": c.queue,
                     "state": "connected" if c.agent_id == agent else "offered",
                     "pop": c.pop,
-                    "transcript": c.transcript,
+                    "transcript": list(c.transcript),
                 }
                 for c in mine
             ],
@@ -347,10 +368,13 @@ class ContactCenter:
 
     # -- contacts --------------------------------------------------------------
 
-    async def arrive(self, contact: Contact, tier: str | None) -> None:
+    async def arrive(self, contact: Contact, tier: str | None, first_message: str = "") -> None:
+        """Queue ``contact``; a chat's opening message is recorded before any offer shows it."""
         if contact.queue not in self.queues:
             raise ContactError("unknown_queue", f"no queue {contact.queue}")
         self.contacts[contact.contact_id] = contact
+        if first_message:
+            self._message(contact, "customer", None, first_message)
         await self.engine.submit(
             ev.ContactArrived(
                 contact.contact_id,
@@ -425,7 +449,7 @@ class ContactCenter:
                 contact.customer.push({"type": "typing", "from": "agent"})
         elif contact.agent_id is not None:
             # Not kept in the feed's replay: a typing hint is stale a moment later.
-            for console in self._consoles:
+            for console in self._by_key.get(contact.agent_id, ()):
                 if console.user_id == contact.agent_id:
                     console.outbox.push(
                         {"type": "typing", "contact_id": contact_id, "from": "customer"}
@@ -481,7 +505,7 @@ class ContactCenter:
                         "queue": effect.queue,
                         "deadline": to_iso(effect.deadline),
                         "pop": contact.pop,
-                        "transcript": contact.transcript,
+                        "transcript": list(contact.transcript),
                     },
                     frozenset({effect.agent_id}),
                 )
@@ -503,7 +527,7 @@ class ContactCenter:
                 contact.offered_to = set()
                 self._publish(
                     "connected",
-                    {"contact_id": effect.contact_id, "transcript": contact.transcript},
+                    {"contact_id": effect.contact_id, "transcript": list(contact.transcript)},
                     frozenset({effect.agent_id}),
                 )
                 if contact.customer is not None:

@@ -37,10 +37,22 @@ def create_engine(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> Asy
         kwargs["pool_pre_ping"] = True
         kwargs["pool_timeout"] = timeout
         kwargs["connect_args"] = {"timeout": timeout, "command_timeout": timeout * 2}
+    if parsed.get_backend_name() == "sqlite":
+        # The driver's own transaction handling is turned off so that every
+        # transaction begins IMMEDIATE (below).
+        kwargs["connect_args"]["isolation_level"] = None
     engine = create_async_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A transaction that reads and then writes cannot wait for another writer
+    # in WAL mode: SQLite answers "database is locked" at once. Taking the
+    # write lock at BEGIN makes it wait (busy_timeout) instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def engine_for(settings: DatabaseSettings) -> AsyncEngine:

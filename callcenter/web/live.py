@@ -27,6 +27,7 @@ from callcenter.cti.center import Contact, ContactCenter, ContactError
 from callcenter.cti.feed import Replay
 from callcenter.cti.screen_pop import Identity, screen_pop
 from callcenter.store.models import TICKET_CATEGORIES, TICKET_PRIORITIES, DispositionCode
+from callcenter.store.recorder import is_transient
 from callcenter.web.api import ROLE_RANK, SERVICES
 from callcenter.web.auth import Principal, authenticate
 from callcenter.web.errors import ApiError
@@ -58,11 +59,15 @@ class WsOutbox:
     def __init__(self, socket: web.WebSocketResponse) -> None:
         self.socket = socket
         self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._overflowed = False
         self._task = asyncio.create_task(self._send())
 
     def push(self, message: dict[str, Any]) -> None:
+        if self._overflowed:
+            return
         if self._queue.qsize() >= OUTBOX_LIMIT:
             # Too slow to keep up: close; the console reconnects and resyncs.
+            self._overflowed = True
             self._queue.put_nowait(None)
             return
         self._queue.put_nowait(message)
@@ -71,7 +76,10 @@ class WsOutbox:
         while True:
             message = await self._queue.get()
             if message is None or self.socket.closed:
-                await self.socket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                if self._overflowed:
+                    await self.socket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow")
+                else:
+                    await self.socket.close()
                 return
             try:
                 await self.socket.send_str(json.dumps(message, ensure_ascii=False, default=str))
@@ -453,8 +461,7 @@ async def _start_chat(
             "verified": verified,
         }
     )
-    await center.arrive(contact, tier)
-    await center.customer_message(contact.contact_id, body["message"])
+    await center.arrive(contact, tier, body["message"])
     return contact
 
 
@@ -488,7 +495,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                     if not new_chats.allow(address, time.monotonic()):
                         _error(outbox, "too_many_chats", "too many new chats; try again later")
                         continue
-                    contact = await _start_chat(request, outbox, body)
+                    try:
+                        contact = await _start_chat(request, outbox, body)
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise
+                        _error(outbox, "try_again", "the chat could not start; try again")
                 elif kind == "resume":
                     contact = _resume(center, outbox, body)
                 else:

@@ -373,3 +373,16 @@ async def test_agents_counted_by_state_per_queue() -> None:
         "away": 0,
         "offline": 0,
     }
+
+
+async def test_chats_spread_over_agents_before_piling_up() -> None:
+    desk = Desk(QueueRules("q"))
+    await desk.agent("a", chats=3)
+    desk.now += dt.timedelta(seconds=1)
+    await desk.agent("b", chats=3)
+    got = []
+    for n in range(4):
+        ((_, agent),) = offers(await desk.call(f"chat{n}", channel="chat"))
+        await desk.send(ev.OfferAccepted(f"chat{n}", agent))
+        got.append(agent)
+    assert got == ["a", "b", "a", "b"]
