@@ -153,6 +153,24 @@ class ChatSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    """How the ACD router decides; the score formula is in ``acd/priority.py``."""
+
+    #: Seconds of head start by customer tier (verified identities only).
+    tier_bonus_key: float = field(default=150.0, metadata=_bounds(0, 86_400))
+    tier_bonus_normal: float = field(default=30.0, metadata=_bounds(0, 86_400))
+    tier_bonus_small: float = field(default=0.0, metadata=_bounds(0, 86_400))
+    #: Seconds of head start per level of queue priority and of IVR priority.
+    queue_bonus_per_level: float = field(default=1.0, metadata=_bounds(0, 86_400))
+    ivr_bonus_per_level: float = field(default=60.0, metadata=_bounds(0, 86_400))
+    #: What an agent becomes after letting an offer ring out.
+    missed_offer_presence: str = "away"
+    missed_offer_reason: str = "missed"
+    #: A call takes the agent whole: no chats beside a call, no call beside chats.
+    voice_is_exclusive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class CtiSettings:
     #: Events kept for consoles that reconnect; older gaps get a fresh snapshot.
     replay_window: int = field(default=10_000, metadata=_bounds(1, 10_000_000))
@@ -194,6 +212,7 @@ class Settings:
     tickets: TicketSettings = field(default_factory=TicketSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     cti: CtiSettings = field(default_factory=CtiSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     #: Demo seed data (``[seed]`` tables), validated by :mod:`callcenter.demo`.
     seed: dict[str, Any] = field(default_factory=dict)
@@ -203,6 +222,7 @@ _CHOICES: dict[str, frozenset[str]] = {
     "mode": frozenset({"production", "demo"}),
     "tickets.complaint_min_priority": frozenset({"low", "normal", "high", "urgent"}),
     "site.default_language": frozenset({"en", "zh-CN"}),
+    "routing.missed_offer_presence": frozenset({"away", "available"}),
 }
 
 

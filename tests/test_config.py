@@ -76,3 +76,19 @@ def test_shipped_config_files_load() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "absent.toml", env={})
+
+
+def test_routing_settings_reach_the_router(tmp_path: Path) -> None:
+    from callcenter.cti.center import router_settings
+
+    path = _write(
+        tmp_path,
+        '[routing]\ntier_bonus_key = 600\nmissed_offer_presence = "available"\n'
+        "voice_is_exclusive = false\n",
+    )
+    settings = router_settings(load_settings(path, env={}).routing)
+    assert settings.priority.tier_bonus == {"key": 600.0, "normal": 30.0, "small": 0.0}
+    assert settings.missed_offer_presence == "available"
+    assert settings.voice_is_exclusive is False
+    with pytest.raises(ConfigError, match="routing.missed_offer_presence"):
+        load_settings(_write(tmp_path, '[routing]\nmissed_offer_presence = "gone"\n'), env={})

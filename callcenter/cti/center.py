@@ -28,10 +28,12 @@ from sqlalchemy import select
 from callcenter.acd import events as ev
 from callcenter.acd.engine import RoutingEngine
 from callcenter.acd.lifecycle import IllegalTransition
+from callcenter.acd.priority import PriorityRules
 from callcenter.acd.router import QueueConfigured, Router
-from callcenter.acd.rules import QueueRules
+from callcenter.acd.rules import QueueRules, RouterSettings
 from callcenter.acd.stats import IntervalTotals, QueueStats, interval_start
 from callcenter.clock import to_iso, utcnow
+from callcenter.config import RoutingSettings
 from callcenter.cti.feed import Feed, FeedEvent, Replay, Resync, visible_to
 from callcenter.cti.webhooks import WebhookQueue
 from callcenter.services import Services
@@ -93,12 +95,29 @@ class _Console:
     roles: frozenset[str]
 
 
+def router_settings(routing: RoutingSettings) -> RouterSettings:
+    return RouterSettings(
+        priority=PriorityRules(
+            tier_bonus={
+                "key": routing.tier_bonus_key,
+                "normal": routing.tier_bonus_normal,
+                "small": routing.tier_bonus_small,
+            },
+            queue_bonus_per_level=routing.queue_bonus_per_level,
+            ivr_bonus_per_level=routing.ivr_bonus_per_level,
+        ),
+        missed_offer_presence=routing.missed_offer_presence,
+        missed_offer_reason=routing.missed_offer_reason,
+        voice_is_exclusive=routing.voice_is_exclusive,
+    )
+
+
 class ContactCenter:
     def __init__(self, services: Services, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.services = services
         self.clock = clock
         self.feed = Feed(services.settings.cti.replay_window)
-        self.router = Router()
+        self.router = Router(settings=router_settings(services.settings.routing))
         self.store = MemoryLiveState()
         self.engine = RoutingEngine(self.router, self.store, services.recorder, clock)
         self.engine.listeners.append(self._on_effect)
