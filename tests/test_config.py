@@ -90,5 +90,5 @@ def test_routing_settings_reach_the_router(tmp_path: Path) -> None:
     assert settings.priority.tier_bonus == {"key": 600.0, "normal": 30.0, "small": 0.0}
     assert settings.missed_offer_presence == "available"
     assert settings.voice_is_exclusive is False
-    with pytest.raises(ConfigError, match="routing.missed_offer_presence"):
+    with pytest.raises(ConfigError, match=r"routing\.missed_offer_presence"):
         load_settings(_write(tmp_path, '[routing]\nmissed_offer_presence = "gone"\n'), env={})
