@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +31,23 @@ from callcenter.store.users import create_user
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "correct-horse-battery"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_callcenter(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``callcenter`` command, without any CALLCENTER_* setting from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "callcenter.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def missing_part(what: str) -> None:

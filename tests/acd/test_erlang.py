@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -25,11 +22,11 @@ from callcenter.acd.erlang import (
     service_level,
     traffic_erlangs,
 )
+from tests.conftest import run_callcenter
 
 # The textbook example: 200 calls an hour, 3 minutes each, answer within 20 s.
 CALLS, AHT, TARGET = 200.0, 180.0, 20.0
 TRAFFIC = 10.0
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def exact_b(agents: int, traffic: Fraction) -> Fraction:
@@ -245,16 +242,7 @@ def test_agents_required_is_the_smallest_that_meets_the_goal(
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "callcenter.cli", "erlang", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_callcenter("erlang", *args)
 
 
 def test_the_command() -> None:

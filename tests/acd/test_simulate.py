@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callcenter.acd import simulate
 from callcenter.acd.simulate import Scenario, SimulationReport, ratio_ci95, t_quantile_975
+from tests.conftest import run_callcenter
 
 # The textbook example of tests/acd/test_erlang.py: 10 Erlangs, answer within 20 s.
 CALLS, AHT, TARGET = 200.0, 180.0, 20.0
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def scenario(agents: int, contacts: int, seed: int = 2026, **kw: Any) -> Scenario:
@@ -185,16 +182,7 @@ def test_batch_means_of_equal_batches_and_of_unequal_ones() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "callcenter.cli", "simulate", *args],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_callcenter("simulate", *args)
 
 
 def test_the_command() -> None:
