@@ -469,11 +469,14 @@ class Router:
     def _route_agent(self, agent: _Agent, now: dt.datetime, out: list[ev.Effect]) -> None:
         """Give a freed agent the best waiting contact it may take, if any."""
         while True:
+            free = {ch for ch in agent.capacity if self._free_for(agent, ch)}
+            if not free:
+                return
             best: tuple[float, _Contact] | None = None
             for name, step_needed in agent.steps.items():
                 queue = self._queues[name]
                 for (channel, needs), heap in queue.heaps.items():
-                    if not heap or not self._free_for(agent, channel):
+                    if not heap or channel not in free:
                         continue
                     if any(agent.skills.get(s, 0) < lvl for s, lvl in needs):
                         continue
@@ -487,8 +490,6 @@ class Router:
                 self._route_contact(contact, now, out)
             else:
                 self._reserve(contact, agent, out, shared=False)
-            if not any(self._free_for(agent, ch) for ch in agent.capacity):
-                return
 
     def _head_for(
         self,
@@ -498,6 +499,20 @@ class Router:
         step_needed: int,
         now: dt.datetime,
     ) -> tuple[float, _Contact] | None:
+        while heap and self._valid_entry(queue, heap[0]) is None:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        head = heap[0]
+        contact = self._valid_entry(queue, head)
+        assert contact is not None
+        if (
+            contact.contact_id not in agent.holding
+            and agent.agent_id not in contact.lost_to
+            and agent.agent_id not in contact.rejected_by
+            and self._step_of(contact, now) >= step_needed
+        ):
+            return head[0], contact  # the common case: the head itself, heap untouched
         # Entries are taken off to look past them and put back after; stale ones
         # met on the way stay off, so the window holds waiting contacts only.
         looked: list[tuple[float, int, str]] = []
