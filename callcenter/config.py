@@ -43,7 +43,8 @@ class HttpSettings:
     port: int = field(default=8080, metadata=_bounds(0, 65535))
     #: Largest request body accepted (a security limit).
     max_body_bytes: int = field(default=1_048_576, metadata=_bounds(1024, 64 * 1_048_576))
-    #: Public origin the console is served from; used for CSRF origin checks when set.
+    #: Public origin (scheme://host[:port]) the consoles are reached at behind a
+    #: proxy; websockets from it are accepted as the server's own.
     public_url: str = ""
 
 
@@ -200,7 +201,6 @@ class WebhookSettings:
 class Settings:
     #: ``production`` or ``demo``; demo seeds data and allows its known passwords.
     mode: str = "production"
-    data_dir: str = "var"
     http: HttpSettings = field(default_factory=HttpSettings)
     sip: SipSettings = field(default_factory=SipSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -224,12 +224,6 @@ _CHOICES: dict[str, frozenset[str]] = {
     "site.default_language": frozenset({"en", "zh-CN"}),
     "routing.missed_offer_presence": frozenset({"away", "available"}),
 }
-
-
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, "a table"
-    )
 
 
 def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:

@@ -77,13 +77,15 @@ async def open_services(settings: Settings, *, upgrade: bool | None = None) -> S
     )
     recorder.start()
     auth = settings.auth
+    metrics, sockets = Metrics(), SocketHub()
+    metrics.consoles.set_function(sockets.count)
     return Services(
         settings=settings,
         engine=engine,
         sessions=db.session_factory(engine),
         recorder=recorder,
-        metrics=Metrics(),
-        sockets=SocketHub(),
+        metrics=metrics,
+        sockets=sockets,
         throttle=LoginThrottle(
             auth.login_max_failures, auth.login_window_seconds, auth.login_lockout_seconds
         ),

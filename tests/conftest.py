@@ -111,7 +111,6 @@ async def pg_url() -> AsyncIterator[str]:
 def make_settings(database_url: str, folder: Path, **changes: Any) -> Settings:
     """Settings for a test server: loopback, port 0, spool in ``folder``."""
     settings = Settings(
-        data_dir=str(folder),
         http=HttpSettings(host="127.0.0.1", port=0),
         database=DatabaseSettings(url=database_url, timeout_seconds=2.0),
         spool=SpoolSettings(directory=str(folder / "spool"), max_retry_seconds=0.5),
@@ -120,8 +119,15 @@ def make_settings(database_url: str, folder: Path, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(database_url, tmp_path)
+def settings(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Settings:
+    """Test settings; ``@pytest.mark.settings(chat={"identity_secret": "s"})`` changes a section."""
+    made = make_settings(database_url, tmp_path)
+    marker = request.node.get_closest_marker("settings")
+    for section, changes in (marker.kwargs if marker else {}).items():
+        made = dataclasses.replace(
+            made, **{section: dataclasses.replace(getattr(made, section), **changes)}
+        )
+    return made
 
 
 async def add_user(server: Server, username: str, role: str, **extra: Any) -> int:

@@ -73,6 +73,11 @@ async def test_health_metrics_and_openapi(client: ApiClient) -> None:
         in (metrics.body)
     )
     assert "callcenter_spool_backlog" in metrics.body
+    assert "callcenter_consoles 0.0" in metrics.body
+    console = await client.console()
+    assert (await console.receive_json(timeout=5))["type"] == "welcome"
+    assert "callcenter_consoles 1.0" in (await client.get("/metrics")).body
+    await console.close()
     doc = await client.get("/api/v1/openapi.json")
     assert doc.body["openapi"].startswith("3.")
     paths = doc.body["paths"]

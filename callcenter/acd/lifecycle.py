@@ -51,8 +51,6 @@ CONTACT_TRANSITIONS: dict[ContactStatus, frozenset[ContactStatus]] = {
 
 #: States in which the contact is over for the router.
 FINAL = frozenset({C.DONE, C.ABANDONED, C.OVERFLOWED, C.TIMED_OUT})
-#: States in which a contact occupies one of its agent's channel slots.
-HOLDS_AGENT = frozenset({C.OFFERED, C.CONNECTED, C.WRAPUP})
 
 
 def check_contact(current: ContactStatus, target: ContactStatus) -> ContactStatus:

@@ -152,9 +152,6 @@ class QueueStats:
         )
 
 
-INTERVAL = dt.timedelta(minutes=15)
-
-
 def interval_start(at: dt.datetime) -> dt.datetime:
     """The start of the 15-minute interval holding ``at``."""
     return at.replace(minute=at.minute - at.minute % 15, second=0, microsecond=0)

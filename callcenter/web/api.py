@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcenter.web.errors import ApiError
 from callcenter.web.schema import Obj, ValidationError
@@ -29,6 +30,7 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 Handler = Callable[["Call"], Awaitable[Any]]
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class Call:
     def address(self) -> str:
         return self.request.remote or ""
 
+    async def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        """Record in the audit log that the caller did ``action`` to ``target``, from here."""
+        await self.services.audit(
+            self.user.user_id, self.user.username, action, target, self.address, detail
+        )
+
     def path_int(self, name: str) -> int:
         raw = self.request.match_info[name]
         # Ids are 32-bit integers in the database; anything else names nothing.
@@ -78,6 +86,14 @@ class Call:
         if len(raw) > max_length:
             raise ApiError(404, "not_found", f"no such {name.removesuffix('_id')}")
         return raw
+
+
+async def one(db: AsyncSession, model: type[M], key: Any, what: str) -> M:
+    """The row of ``model`` with primary key ``key``, or a 404 naming ``what``."""
+    row = await db.get(model, key)
+    if row is None:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return row
 
 
 class Api:

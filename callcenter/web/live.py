@@ -102,12 +102,13 @@ def _error(outbox: WsOutbox, code: str, message: str, ref: Any = None) -> None:
 
 
 def _origin_ok(request: web.Request, allowed: list[str]) -> bool:
+    """Whether the page that opened the websocket is ours (or one allowed)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return False
-    parts = urlsplit(origin)
-    own = request.host
-    return parts.netloc == own or origin.rstrip("/") in {a.rstrip("/") for a in allowed}
+    public = request.app[SERVICES].settings.http.public_url
+    trusted = {a.rstrip("/") for a in [*allowed, public] if a}
+    return urlsplit(origin).netloc == request.host or origin.rstrip("/") in trusted
 
 
 async def _messages(socket: web.WebSocketResponse, outbox: WsOutbox) -> Any:

@@ -36,4 +36,6 @@ class Metrics:
         self.database_up = Gauge(
             "callcenter_database_up", "1 while the database answers", registry=self.registry
         )
-        self.websockets = Gauge("callcenter_websockets", "Open websockets", registry=self.registry)
+        self.consoles = Gauge(
+            "callcenter_consoles", "Open agent and supervisor consoles", registry=self.registry
+        )

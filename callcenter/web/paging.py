@@ -17,6 +17,14 @@ PAGING: dict[str, Schema] = {
 }
 
 
+def where_equal(stmt: Select[Any], query: dict[str, Any], columns: dict[str, Any]) -> Select[Any]:
+    """Add ``column == value`` for each query parameter given that names a column."""
+    for key, column in columns.items():
+        if key in query:
+            stmt = stmt.where(column == query[key])
+    return stmt
+
+
 async def paginate(
     call: Call, db: AsyncSession, stmt: Select[Any]
 ) -> tuple[list[Any], dict[str, Any]]:

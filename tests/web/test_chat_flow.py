@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from callcenter.chat.identity import sign
 from callcenter.server import Server
@@ -149,12 +150,10 @@ async def test_chat_from_widget_to_ticket(
     ]
 
 
+@pytest.mark.settings(chat={"identity_secret": "site-secret"})
 async def test_key_customer_overtakes_and_ignored_offer_moves_on(
     server: Server, client: ApiClient, new_client: Any
 ) -> None:
-    secret = server.settings.chat.identity_secret
-    assert secret == "", "tests set their own secret below"
-    object.__setattr__(server.settings.chat, "identity_secret", "site-secret")
     await _setup(server, client, offer_timeout_seconds=5)
     made = await client.post(
         "/api/v1/customers", {"name": "Key Account", "account_number": "K-1", "tier": "key"}
@@ -243,10 +242,10 @@ async def test_chat_needs_an_allowed_origin_and_valid_messages(
         assert (await customer.type("error"))["code"] == "cannot_resume"
 
 
+@pytest.mark.settings(cti={"agent_grace_seconds": 0})
 async def test_wallboard_follows_queues_and_agents_and_an_absent_console_goes_offline(
     server: Server, client: ApiClient, new_client: Any
 ) -> None:
-    object.__setattr__(server.settings.cti, "agent_grace_seconds", 0)
     await _setup(server, client)
     boss = Socket(await client.console("/ws/supervisor"))
     await boss.type("welcome")

@@ -219,3 +219,20 @@ async def test_password_change_ends_sessions(client: ApiClient, new_client: Any)
     assert reply.status == 200
     assert (await agent.get("/api/v1/auth/me")).status == 401
     assert (await agent.login("agent", "a-new-password")).status == 200
+
+
+@pytest.mark.settings(http={"public_url": "https://cc.example.com"})
+async def test_console_behind_a_proxy_is_accepted_from_the_public_origin(
+    client: ApiClient, server: Server
+) -> None:
+    await client.login("agent")
+    ws = await client.http.ws_connect(
+        server.url + "/ws/agent", headers={"Origin": "https://cc.example.com"}
+    )
+    await ws.send_json({"type": "hello", "csrf_token": client.csrf})
+    assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+    await ws.close()
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await client.http.ws_connect(
+            server.url + "/ws/agent", headers={"Origin": "https://other.example.com"}
+        )

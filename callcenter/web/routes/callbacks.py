@@ -9,9 +9,9 @@ from sqlalchemy import select
 from callcenter.clock import to_iso, utcnow
 from callcenter.phones import to_e164
 from callcenter.store.models import CALLBACK_STATUSES, Callback, Customer, Ticket, User
-from callcenter.web.api import Call
+from callcenter.web.api import Call, one
 from callcenter.web.errors import ApiError
-from callcenter.web.paging import PAGING, paginate
+from callcenter.web.paging import PAGING, paginate, where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, Time, obj
 
@@ -79,13 +79,15 @@ async def _check_refs(db: Any, body: dict[str, Any]) -> None:
 async def list_callbacks(call: Call) -> Any:
     stmt = select(Callback).order_by(Callback.due_at, Callback.id)
     q = call.query
-    for key, column in (
-        ("status", Callback.status),
-        ("assignee_id", Callback.assignee_id),
-        ("customer_id", Callback.customer_id),
-    ):
-        if key in q:
-            stmt = stmt.where(column == q[key])
+    stmt = where_equal(
+        stmt,
+        q,
+        {
+            "status": Callback.status,
+            "assignee_id": Callback.assignee_id,
+            "customer_id": Callback.customer_id,
+        },
+    )
     if "due_before" in q:
         stmt = stmt.where(Callback.due_at < q["due_before"])
     async with call.services.sessions() as db:
@@ -123,13 +125,7 @@ async def create_callback(call: Call) -> Any:
         )
         db.add(callback)
         await db.commit()
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "callback.create",
-        f"callback:{callback.id}",
-        call.address,
-    )
+    await call.audit("callback.create", f"callback:{callback.id}")
     return callback_json(callback)
 
 
@@ -145,9 +141,7 @@ async def create_callback(call: Call) -> Any:
 async def patch_callback(call: Call) -> Any:
     body = call.body
     async with call.services.sessions() as db:
-        callback = await db.get(Callback, call.path_int("callback_id"))
-        if callback is None:
-            raise ApiError(404, "not_found", "no such callback")
+        callback = await one(db, Callback, call.path_int("callback_id"), "callback")
         if callback.status != "pending":
             raise ApiError(409, "conflict", f"the callback is already {callback.status}")
         await _check_refs(db, body)
@@ -157,12 +151,5 @@ async def patch_callback(call: Call) -> Any:
         if body.get("status", "pending") != "pending":
             callback.completed_at = utcnow()
         await db.commit()
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "callback.update",
-        f"callback:{callback.id}",
-        call.address,
-        {"fields": sorted(body)},
-    )
+    await call.audit("callback.update", f"callback:{callback.id}", {"fields": sorted(body)})
     return callback_json(callback)

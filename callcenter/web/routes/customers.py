@@ -18,7 +18,7 @@ from callcenter.store.customers import (
     update_customer,
 )
 from callcenter.store.models import TIERS, Customer, Interaction, Ticket
-from callcenter.web.api import Call
+from callcenter.web.api import Call, one
 from callcenter.web.errors import ApiError
 from callcenter.web.paging import PAGING, paginate
 from callcenter.web.routes import api
@@ -125,21 +125,8 @@ async def create(call: Call) -> Any:
             # Another request took the account number between check and insert.
             raise _input_error(CustomerInputError("account_number", "is already used")) from None
         views = await load_contacts(db, [customer])
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "customer.create",
-        f"customer:{customer.id}",
-        call.address,
-    )
+    await call.audit("customer.create", f"customer:{customer.id}")
     return customer_json(views[customer.id])
-
-
-async def _get(db: Any, customer_id: int) -> Customer:
-    customer = await db.get(Customer, customer_id)
-    if customer is None:
-        raise ApiError(404, "not_found", "no such customer")
-    return customer  # type: ignore[no-any-return]
 
 
 @api.route(
@@ -153,7 +140,7 @@ async def _get(db: Any, customer_id: int) -> Customer:
 async def get_customer(call: Call) -> Any:
     customer_id = call.path_int("customer_id")
     async with call.services.sessions() as db:
-        customer = await _get(db, customer_id)
+        customer = await one(db, Customer, customer_id, "customer")
         views = await load_contacts(db, [customer])
         tickets = (
             await db.execute(
@@ -211,7 +198,7 @@ async def patch_customer(call: Call) -> Any:
     customer_id = call.path_int("customer_id")
     region = call.services.settings.site.default_region
     async with call.services.sessions() as db:
-        customer = await _get(db, customer_id)
+        customer = await one(db, Customer, customer_id, "customer")
         try:
             changed = await update_customer(db, customer, call.body, region)
             await db.commit()
@@ -221,12 +208,5 @@ async def patch_customer(call: Call) -> Any:
             raise _input_error(CustomerInputError("account_number", "is already used")) from None
         views = await load_contacts(db, [customer])
     if changed:
-        await call.services.audit(
-            call.user.user_id,
-            call.user.username,
-            "customer.update",
-            f"customer:{customer_id}",
-            call.address,
-            {"fields": sorted(changed)},
-        )
+        await call.audit("customer.update", f"customer:{customer_id}", {"fields": sorted(changed)})
     return customer_json(views[customer_id])

@@ -8,9 +8,8 @@ from sqlalchemy import select
 
 from callcenter.clock import to_iso
 from callcenter.store.models import CHANNELS, Interaction, TicketInteraction
-from callcenter.web.api import Call
-from callcenter.web.errors import ApiError
-from callcenter.web.paging import PAGING, paginate
+from callcenter.web.api import Call, one
+from callcenter.web.paging import PAGING, paginate, where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, Time, obj
 
@@ -60,13 +59,15 @@ def interaction_json(i: Interaction) -> dict[str, Any]:
 async def list_interactions(call: Call) -> Any:
     q = call.query
     stmt = select(Interaction).order_by(Interaction.arrived_at.desc(), Interaction.id)
-    for key, column in (
-        ("customer_id", Interaction.customer_id),
-        ("agent_id", Interaction.agent_id),
-        ("channel", Interaction.channel),
-    ):
-        if key in q:
-            stmt = stmt.where(column == q[key])
+    stmt = where_equal(
+        stmt,
+        q,
+        {
+            "customer_id": Interaction.customer_id,
+            "agent_id": Interaction.agent_id,
+            "channel": Interaction.channel,
+        },
+    )
     if "since" in q:
         stmt = stmt.where(Interaction.arrived_at >= q["since"])
     if "until" in q:
@@ -87,9 +88,7 @@ async def list_interactions(call: Call) -> Any:
 async def get_interaction(call: Call) -> Any:
     interaction_id = call.path_str("interaction_id", 36)
     async with call.services.sessions() as db:
-        found = await db.get(Interaction, interaction_id)
-        if found is None:
-            raise ApiError(404, "not_found", "no such interaction")
+        found = await one(db, Interaction, interaction_id, "interaction")
         tickets = (
             await db.execute(
                 select(TicketInteraction.ticket_id).where(

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from callcenter.store.models import STRATEGIES, Queue
 from callcenter.store.queues import queue_json, save_queue
 from callcenter.store.users import UserInputError
-from callcenter.web.api import Call
+from callcenter.web.api import Call, one
 from callcenter.web.errors import ApiError
 from callcenter.web.live import CENTER
 from callcenter.web.routes import api
@@ -81,9 +81,7 @@ async def create_queue(call: Call) -> Any:
             raise _error(exc) from None
         await db.commit()
         out = (await queue_json(db, [queue]))[0]
-    await call.services.audit(
-        call.user.user_id, call.user.username, "queue.create", f"queue:{queue.id}", call.address
-    )
+    await call.audit("queue.create", f"queue:{queue.id}")
     # The router takes the new queue at once.
     await call.request.app[CENTER].load_queues()
     return out
@@ -94,9 +92,7 @@ async def create_queue(call: Call) -> Any:
 )
 async def get_queue(call: Call) -> Any:
     async with call.services.sessions() as db:
-        queue = await db.get(Queue, call.path_int("queue_id"))
-        if queue is None:
-            raise ApiError(404, "not_found", "no such queue")
+        queue = await one(db, Queue, call.path_int("queue_id"), "queue")
         return (await queue_json(db, [queue]))[0]
 
 
@@ -112,22 +108,13 @@ async def get_queue(call: Call) -> Any:
 async def patch_queue(call: Call) -> Any:
     _levels(call.body.get("skills"))
     async with call.services.sessions() as db:
-        queue = await db.get(Queue, call.path_int("queue_id"))
-        if queue is None:
-            raise ApiError(404, "not_found", "no such queue")
+        queue = await one(db, Queue, call.path_int("queue_id"), "queue")
         try:
             await save_queue(db, call.body, queue)
         except UserInputError as exc:
             raise _error(exc) from None
         await db.commit()
         out = (await queue_json(db, [queue]))[0]
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "queue.update",
-        f"queue:{queue.id}",
-        call.address,
-        {"fields": sorted(call.body)},
-    )
+    await call.audit("queue.update", f"queue:{queue.id}", {"fields": sorted(call.body)})
     await call.request.app[CENTER].load_queues()
     return out

@@ -76,13 +76,7 @@ async def put_disposition(call: Call) -> Any:
         row.active = body.get("active", True)
         db.add(row)
         await db.commit()
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "disposition.save",
-        f"disposition:{body['code']}",
-        call.address,
-    )
+    await call.audit("disposition.save", f"disposition:{body['code']}")
     return {
         "code": row.code,
         "label_en": row.label_en,
@@ -227,7 +221,5 @@ async def put_calendar(call: Call) -> Any:
         db.add_all(hours)
         db.add_all(holidays)
         await db.commit()
-    await call.services.audit(
-        call.user.user_id, call.user.username, "calendar.save", f"calendar:{name}", call.address
-    )
+    await call.audit("calendar.save", f"calendar:{name}")
     return await get_calendar(call)

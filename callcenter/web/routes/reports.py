@@ -10,6 +10,7 @@ from callcenter.clock import to_iso
 from callcenter.store.models import QueueInterval
 from callcenter.web.api import Call
 from callcenter.web.errors import ApiError
+from callcenter.web.paging import where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Str, Time, obj
 
@@ -51,8 +52,7 @@ async def intervals(call: Call) -> Any:
             400, "invalid_query", f"until must follow since, at most {MAX_DAYS} days later"
         )
     stmt = select(QueueInterval).where(QueueInterval.start >= since, QueueInterval.start < until)
-    if "queue" in call.query:
-        stmt = stmt.where(QueueInterval.queue == call.query["queue"])
+    stmt = where_equal(stmt, call.query, {"queue": QueueInterval.queue})
     async with call.services.sessions() as db:
         rows = list(
             (await db.execute(stmt.order_by(QueueInterval.queue, QueueInterval.start))).scalars()

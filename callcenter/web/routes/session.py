@@ -11,7 +11,7 @@ from callcenter.clock import to_iso, utcnow
 from callcenter.credentials import new_token, token_digest
 from callcenter.store.models import ApiToken, User
 from callcenter.store.users import user_json, user_skills
-from callcenter.web.api import Call, json_response
+from callcenter.web.api import Call, json_response, one
 from callcenter.web.auth import COOKIE, login, logout, set_session_cookie
 from callcenter.web.errors import ApiError
 from callcenter.web.routes import api
@@ -69,9 +69,7 @@ async def do_login(call: Call) -> Any:
 )
 async def do_logout(call: Call) -> Any:
     await logout(call.services, call.user)
-    await call.services.audit(
-        call.user.user_id, call.user.username, "logout", f"user:{call.user.user_id}", call.address
-    )
+    await call.audit("logout", f"user:{call.user.user_id}")
     response = json_response({"status": "logged out"})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -135,14 +133,7 @@ async def create_token(call: Call) -> Any:
         )
         db.add(row)
         await db.commit()
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "token.create",
-        f"token:{row.id}",
-        call.address,
-        {"user_id": body["user_id"]},
-    )
+    await call.audit("token.create", f"token:{row.id}", {"user_id": body["user_id"]})
     return {"id": row.id, "name": row.name, "token": token, "expires_at": to_iso(row.expires_at)}
 
 
@@ -156,13 +147,9 @@ async def create_token(call: Call) -> Any:
 )
 async def revoke_token(call: Call) -> Any:
     async with call.services.sessions() as db:
-        row = await db.get(ApiToken, call.path_int("token_id"))
-        if row is None:
-            raise ApiError(404, "not_found", "no such token")
+        row = await one(db, ApiToken, call.path_int("token_id"), "token")
         row.revoked = True
         await db.commit()
     call.services.credentials.forget(row.token_hash)
-    await call.services.audit(
-        call.user.user_id, call.user.username, "token.revoke", f"token:{row.id}", call.address
-    )
+    await call.audit("token.revoke", f"token:{row.id}")
     return {"id": row.id, "revoked": True}

@@ -12,7 +12,7 @@ from callcenter.clock import to_iso
 from callcenter.store.models import AuditEntry
 from callcenter.web.api import OPENAPI, SERVICES, Call
 from callcenter.web.errors import error_response
-from callcenter.web.paging import PAGING, paginate
+from callcenter.web.paging import PAGING, paginate, where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Str, obj
 
@@ -55,10 +55,7 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 )
 async def audit_log(call: Call) -> Any:
     stmt = select(AuditEntry).order_by(AuditEntry.id.desc())
-    if "actor" in call.query:
-        stmt = stmt.where(AuditEntry.actor == call.query["actor"])
-    if "action" in call.query:
-        stmt = stmt.where(AuditEntry.action == call.query["action"])
+    stmt = where_equal(stmt, call.query, {"actor": AuditEntry.actor, "action": AuditEntry.action})
     async with call.services.sessions() as db:
         rows, paging = await paginate(call, db, stmt)
     return {

@@ -28,7 +28,7 @@ from callcenter.store.models import (
 from callcenter.store.recorder import Applied, Outcome, Pending, Rejected, is_transient
 from callcenter.store.tickets import new_ticket, search_query, ticket_json
 from callcenter.tickets.lifecycle import TicketStatus
-from callcenter.web.api import Call, json_response
+from callcenter.web.api import Call, json_response, one
 from callcenter.web.errors import ApiError
 from callcenter.web.paging import PAGING, paginate
 from callcenter.web.routes import api
@@ -110,9 +110,7 @@ def _accepted(data: dict[str, Any], outcome: Pending) -> Any:
 
 async def _load(call: Call, ticket_id: str) -> Ticket:
     async with call.services.sessions() as db:
-        ticket = await db.get(Ticket, ticket_id)
-    if ticket is None:
-        raise ApiError(404, "not_found", "no such ticket")
+        ticket = await one(db, Ticket, ticket_id, "ticket")
     return ticket
 
 
@@ -162,9 +160,7 @@ async def create_ticket(call: Call) -> Any:
     await _check_references(call, call.body)
     data = new_ticket(call.body, call.user.user_id, utcnow(), call.services.settings.tickets)
     outcome = await _record(call, records.TICKET_CREATED, data)
-    await call.services.audit(
-        call.user.user_id, call.user.username, "ticket.create", f"ticket:{data['id']}", call.address
-    )
+    await call.audit("ticket.create", f"ticket:{data['id']}")
     if isinstance(outcome, Pending):
         return _accepted({"id": data["id"], "number": data["number"]}, outcome)
     return ticket_json(await _load(call, data["id"]), utcnow())
@@ -181,9 +177,7 @@ async def create_ticket(call: Call) -> Any:
 async def get_ticket(call: Call) -> Any:
     ticket_id = _ticket_id(call)
     async with call.services.sessions() as db:
-        ticket = await db.get(Ticket, ticket_id)
-        if ticket is None:
-            raise ApiError(404, "not_found", "no such ticket")
+        ticket = await one(db, Ticket, ticket_id, "ticket")
         comments = (
             await db.execute(
                 select(TicketComment)
@@ -253,13 +247,8 @@ async def patch_ticket(call: Call) -> Any:
         return _accepted({"id": ticket_id}, outcome)
     assert isinstance(outcome, Applied)
     if outcome.result["changed"]:
-        await call.services.audit(
-            call.user.user_id,
-            call.user.username,
-            "ticket.update",
-            f"ticket:{ticket_id}",
-            call.address,
-            {"fields": outcome.result["changed"]},
+        await call.audit(
+            "ticket.update", f"ticket:{ticket_id}", {"fields": outcome.result["changed"]}
         )
     return ticket_json(await _load(call, ticket_id), utcnow())
 
@@ -311,12 +300,5 @@ async def transition(call: Call) -> Any:
     outcome = await _record(call, records.TICKET_TRANSITIONED, data)
     if isinstance(outcome, Pending):
         return _accepted({"id": ticket_id, "to": call.body["to"]}, outcome)
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "ticket.transition",
-        f"ticket:{ticket_id}",
-        call.address,
-        {"to": call.body["to"]},
-    )
+    await call.audit("ticket.transition", f"ticket:{ticket_id}", {"to": call.body["to"]})
     return ticket_json(await _load(call, ticket_id), utcnow())

@@ -20,10 +20,10 @@ from callcenter.store.users import (
     user_json,
     user_skills,
 )
-from callcenter.web.api import ROLE_RANK, Call
+from callcenter.web.api import ROLE_RANK, Call, one
 from callcenter.web.auth import end_user_sessions
 from callcenter.web.errors import ApiError
-from callcenter.web.paging import PAGING, paginate
+from callcenter.web.paging import PAGING, paginate, where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Bool, Int, Map, Str, obj
 
@@ -89,8 +89,7 @@ def _user_error(exc: UserInputError) -> ApiError:
 @api.route("GET", "/users", summary="List users", tag="users", role="supervisor", query=LIST)
 async def list_users(call: Call) -> Any:
     stmt = select(User).order_by(User.id)
-    if "role" in call.query:
-        stmt = stmt.where(User.role == call.query["role"])
+    stmt = where_equal(stmt, call.query, {"role": User.role})
     async with call.services.sessions() as db:
         rows, paging = await paginate(call, db, stmt)
         skills = await user_skills(db, [u.id for u in rows])
@@ -129,14 +128,7 @@ async def create(call: Call) -> Any:
         except UserInputError as exc:
             raise _user_error(exc) from None
         await db.commit()
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "user.create",
-        f"user:{user.id}",
-        call.address,
-        {"role": user.role},
-    )
+    await call.audit("user.create", f"user:{user.id}", {"role": user.role})
     return user_json(user, skills)
 
 
@@ -146,9 +138,7 @@ async def create(call: Call) -> Any:
 async def get_user(call: Call) -> Any:
     user_id = call.path_int("user_id")
     async with call.services.sessions() as db:
-        user = await db.get(User, user_id)
-        if user is None:
-            raise ApiError(404, "not_found", "no such user")
+        user = await one(db, User, user_id, "user")
         skills = await user_skills(db, [user_id])
     return user_json(user, skills[user_id])
 
@@ -167,9 +157,7 @@ async def patch_user(call: Call) -> Any:
     body = call.body
     sign_out = False
     async with call.services.sessions() as db:
-        user = await db.get(User, user_id)
-        if user is None:
-            raise ApiError(404, "not_found", "no such user")
+        user = await one(db, User, user_id, "user")
         _may_manage(call, user.role)
         if "role" in body:
             _may_manage(call, body["role"])
@@ -210,12 +198,9 @@ async def patch_user(call: Call) -> Any:
         skills = await user_skills(db, [user_id])
     if sign_out:
         await end_user_sessions(call.services, user_id)
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
+    await call.audit(
         "user.update",
         f"user:{user_id}",
-        call.address,
         {
             "fields": sorted(k for k in body if k not in ("password", "sip_secret"))
             + [k for k in ("password", "sip_secret") if k in body]
@@ -248,7 +233,5 @@ async def create_skill(call: Call) -> Any:
         skill = Skill(name=call.body["name"], description=call.body.get("description", ""))
         db.add(skill)
         await db.commit()
-    await call.services.audit(
-        call.user.user_id, call.user.username, "skill.create", f"skill:{skill.id}", call.address
-    )
+    await call.audit("skill.create", f"skill:{skill.id}")
     return {"id": skill.id, "name": skill.name, "description": skill.description}

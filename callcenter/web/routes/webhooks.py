@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from callcenter.clock import to_iso, utcnow
 from callcenter.credentials import new_token
 from callcenter.store.models import Webhook, WebhookDelivery
-from callcenter.web.api import Call
+from callcenter.web.api import Call, one
 from callcenter.web.errors import ApiError
 from callcenter.web.live import CENTER
 from callcenter.web.routes import api
@@ -95,14 +95,7 @@ async def create_webhook(call: Call) -> Any:
         db.add(hook)
         await db.commit()
     await call.request.app[CENTER].webhooks.load(call.services.sessions)
-    await call.services.audit(
-        call.user.user_id,
-        call.user.username,
-        "webhook.create",
-        f"webhook:{hook.id}",
-        call.address,
-        {"url": hook.url},
-    )
+    await call.audit("webhook.create", f"webhook:{hook.id}", {"url": hook.url})
     return {"id": hook.id, "url": hook.url, "events": hook.events, "secret": secret}
 
 
@@ -116,13 +109,9 @@ async def create_webhook(call: Call) -> Any:
 )
 async def delete_webhook(call: Call) -> Any:
     async with call.services.sessions() as db:
-        hook = await db.get(Webhook, call.path_int("webhook_id"))
-        if hook is None:
-            raise ApiError(404, "not_found", "no such webhook")
+        hook = await one(db, Webhook, call.path_int("webhook_id"), "webhook")
         await db.delete(hook)
         await db.commit()
     await call.request.app[CENTER].webhooks.load(call.services.sessions)
-    await call.services.audit(
-        call.user.user_id, call.user.username, "webhook.delete", f"webhook:{hook.id}", call.address
-    )
+    await call.audit("webhook.delete", f"webhook:{hook.id}")
     return {"id": hook.id, "deleted": True}
