@@ -49,7 +49,7 @@ from callcenter.store.recorder import Recorder
 from callcenter.store.records import INTERACTION_RECORDED
 from callcenter.store.tickets import new_ticket
 
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 DEFAULT_COUNT = 20_000
 QUICK_COUNT = 2_000
 DEFAULT_WRITERS = 16
