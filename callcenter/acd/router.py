@@ -19,6 +19,14 @@ an agent who frees up takes the highest-scoring contact at the head of the
 queues it may serve (an agent serving several queues gets the highest score
 across them). Only a few entries at the head of each queue are examined, so a
 decision costs O(queues x log waiting), not O(waiting).
+
+Both sides are indexed so that neither looks at what it could not take. A
+queue keeps one heap per *lane*: channel, extra skills the contacts need, and
+widening step reached (a contact moves to the next step's heap when its
+widening timer fires). Each agent keeps the list of lanes it may serve, so a
+freed agent compares only heads it is allowed to take. Free agents are listed
+per queue, channel and the widening step from which they qualify, so an
+arriving contact only meets agents it may be offered to.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -71,10 +80,20 @@ class _Agent:
     #: Contacts holding one of the agent's slots (reserving, offered, connected,
     #: wrap-up), with their channel.
     holding: dict[str, str] = field(default_factory=dict)
+    #: Channel -> contacts in ``holding`` on it (no zero entries).
+    load: dict[str, int] = field(default_factory=dict)
     handled: int = 0
     talk_seconds: float = 0.0
     #: Queue -> the widening step from which this agent qualifies (0 = always).
     steps: dict[str, int] = field(default_factory=dict)
+    #: (channel, heap) of every lane the agent may serve, and the router's lane
+    #: generation it was built for.
+    lanes: list[tuple[str, list[_Entry]]] = field(default_factory=list)
+    lanes_built: int = -1
+    #: What the free-agent index lists the agent under now: its free channels,
+    #: for the queues and steps of this ``steps`` mapping.
+    listed_free: tuple[str, ...] = ()
+    listed_steps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,13 +105,15 @@ class _Contact:
     ivr_priority: int
     skills: dict[str, int]
     waiting_since: dt.datetime
-    queued_at: dt.datetime
     status: ContactStatus = S.ARRIVED
     version: int = 0
-    #: Bumped on every (re)enqueue; heap entries with another stamp are stale.
-    stamp: int = 0
+    #: Set on every (re)enqueue, unique across contacts; heap entries with
+    #: another number are stale.
+    entry: int = 0
     #: Bumped when the contact enters a queue; its queue timers carry it.
     stay: int = 0
+    #: Widening steps reached in this stay (advanced by the widening timers).
+    step: int = 0
     pending: set[str] = field(default_factory=set)
     offered_to: set[str] = field(default_factory=set)
     rejected_by: set[str] = field(default_factory=set)
@@ -103,17 +124,24 @@ class _Contact:
     callback: str | None = None
 
 
+#: A heap entry: (key, entry number, contact id); key = waiting_since - head
+#: start. Only strings and numbers, so the entries stay out of the cyclic
+#: garbage collector's sight.
+_Entry = tuple[float, int, str]
+#: (channel, extra skills the contacts need, widening step reached).
+_Lane = tuple[str, tuple[tuple[str, int], ...], int]
+
+
 @dataclass
 class _Queue:
     rules: QueueRules
-    #: (channel, extra skills the contacts need) -> heap of (key, stamp, contact_id),
-    #: key = waiting_since - head start. Contacts that need a language or another
-    #: extra skill wait in a heap of their own, so agents who lack it never have to
-    #: look past them.
-    heaps: dict[tuple[str, tuple[tuple[str, int], ...]], list[tuple[float, int, str]]] = field(
-        default_factory=dict
-    )
+    #: Lane -> heap of entries. Contacts that need a language or another extra
+    #: skill wait in a heap of their own, so agents who lack it never have to look
+    #: past them; contacts not yet widened far enough for an agent likewise.
+    heaps: dict[_Lane, list[_Entry]] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    #: Agents who may serve the queue (at some widening step).
+    agents: set[str] = field(default_factory=set)
     last_agent: str | None = None
 
 
@@ -138,8 +166,12 @@ class Router:
         self._queues: dict[str, _Queue] = {}
         self._agents: dict[str, _Agent] = {}
         self._contacts: dict[str, _Contact] = {}
-        #: (queue, channel) -> agents who may serve the queue and have a free slot.
-        self._free: dict[tuple[str, str], set[str]] = {}
+        #: (queue, channel, step) -> agents who may serve the queue from that
+        #: widening step on and have a free slot on the channel.
+        self._free: dict[tuple[str, str, int], set[str]] = {}
+        #: Bumped when a lane or a queue is added; agents' lane lists rebuild.
+        self._lane_generation = 0
+        self._entries = itertools.count(1)
         self._timers: list[tuple[dt.datetime, int, str, str, str, int]] = []
         self._seq = itertools.count()
         for rules in queues:
@@ -192,11 +224,7 @@ class Router:
         return self._contact(contact_id).status
 
     def agent_load(self, agent_id: str) -> dict[str, int]:
-        agent = self._agent(agent_id)
-        load: dict[str, int] = {}
-        for channel in agent.holding.values():
-            load[channel] = load.get(channel, 0) + 1
-        return load
+        return dict(self._agent(agent_id).load)
 
     def agent_presence(self, agent_id: str) -> tuple[str, str]:
         agent = self._agent(agent_id)
@@ -252,11 +280,14 @@ class Router:
             self._queues[rules.name] = _Queue(rules)
         else:
             queue.rules = rules
+        self._lane_generation += 1
         for agent in self._agents.values():
             self._compute_steps(agent)
-            self._refresh(agent, every_queue=True)
+            self._refresh(agent)
 
     def _compute_steps(self, agent: _Agent) -> None:
+        for queue in self._queues.values():
+            queue.agents.discard(agent.agent_id)
         agent.steps = {}
         for name, queue in self._queues.items():
             lowers = [0] + [w.lower_by for w in queue.rules.widening]
@@ -266,6 +297,7 @@ class Router:
                     for skill, level in queue.rules.skills.items()
                 ):
                     agent.steps[name] = step
+                    queue.agents.add(agent.agent_id)
                     break
 
     # -- agent slots -----------------------------------------------------------
@@ -273,47 +305,77 @@ class Router:
     def _free_for(self, agent: _Agent, channel: str) -> bool:
         if agent.presence is not Presence.AVAILABLE:
             return False
-        used = sum(1 for c in agent.holding.values() if c == channel)
-        if used >= agent.capacity.get(channel, 0):
+        load = agent.load
+        if load.get(channel, 0) >= agent.capacity.get(channel, 0):
             return False
         if self.settings.voice_is_exclusive:
-            if channel == "voice" and agent.holding:
-                return False
-            if channel != "voice" and "voice" in agent.holding.values():
-                return False
+            # ``load`` has no zero entries: any key is a contact held.
+            return not load if channel == "voice" else "voice" not in load
         return True
 
-    def _refresh(self, agent: _Agent, every_queue: bool = False) -> None:
-        """Bring the free-agent index up to date after ``agent`` changed.
+    def _free_channels(self, agent: _Agent) -> list[str]:
+        return [channel for channel in agent.capacity if self._free_for(agent, channel)]
 
-        An agent is only ever listed under queues in ``agent.steps``, so after a
-        change of load or presence those are the only ones to visit; after
-        ``agent.steps`` itself changed, pass ``every_queue`` to drop the agent
-        from queues it no longer serves.
-        """
-        free_on = [(channel, self._free_for(agent, channel)) for channel in agent.capacity]
-        for name in self._queues if every_queue else agent.steps:
-            serves = name in agent.steps
-            for channel, free_now in free_on:
-                key = (name, channel)
-                if serves and free_now:
-                    self._free.setdefault(key, set()).add(agent.agent_id)
-                else:
-                    free = self._free.get(key)
-                    if free is not None:
-                        free.discard(agent.agent_id)
+    def _refresh(self, agent: _Agent) -> None:
+        """Bring the free-agent index up to date after ``agent`` changed."""
+        free = tuple(self._free_channels(agent))
+        # ``_compute_steps`` replaces the mapping, so identity tells a change.
+        if free == agent.listed_free and agent.steps is agent.listed_steps:
+            return
+        agent_id = agent.agent_id
+        for name, step in agent.listed_steps.items():
+            for channel in agent.listed_free:
+                self._free[(name, channel, step)].discard(agent_id)
+        for name, step in agent.steps.items():
+            for channel in free:
+                self._free.setdefault((name, channel, step), set()).add(agent_id)
+        agent.listed_free, agent.listed_steps = free, agent.steps
 
-    def _release_slot(self, agent: _Agent, contact_id: str, now: dt.datetime) -> None:
-        if agent.holding.pop(contact_id, None) is not None and not agent.holding:
-            agent.idle_since = now
+    def _take_slot(self, agent: _Agent, contact: _Contact) -> None:
+        agent.holding[contact.contact_id] = contact.channel
+        agent.load[contact.channel] = agent.load.get(contact.channel, 0) + 1
         self._refresh(agent)
 
-    # -- contacts --------------------------------------------------------------
+    def _release_slot(self, agent: _Agent, contact_id: str, now: dt.datetime) -> None:
+        channel = agent.holding.pop(contact_id, None)
+        if channel is not None:
+            left = agent.load[channel] - 1
+            if left:
+                agent.load[channel] = left
+            else:
+                del agent.load[channel]
+            if not agent.holding:
+                agent.idle_since = now
+        self._refresh(agent)
 
-    def _step_of(self, contact: _Contact, now: dt.datetime) -> int:
-        waited = (now - contact.queued_at).total_seconds()
-        rules = self._queue(contact.queue).rules
-        return sum(1 for w in rules.widening if w.after_seconds <= waited)
+    @staticmethod
+    def _serves(agent: _Agent, queue: str, lane: _Lane) -> bool:
+        channel, needs, step = lane
+        if step < agent.steps.get(queue, math.inf) or channel not in agent.capacity:
+            return False
+        return all(agent.skills.get(s, 0) >= lvl for s, lvl in needs)
+
+    def _lanes(self, agent: _Agent) -> list[tuple[str, list[_Entry]]]:
+        """The (channel, heap) of every lane ``agent`` may take contacts from."""
+        if agent.lanes_built != self._lane_generation:
+            agent.lanes = [
+                (lane[0], heap)
+                for name in agent.steps
+                for lane, heap in self._queues[name].heaps.items()
+                if self._serves(agent, name, lane)
+            ]
+            agent.lanes_built = self._lane_generation
+        return agent.lanes
+
+    def _new_lane(self, queue: str, lane: _Lane, heap: list[_Entry]) -> None:
+        # Lanes only ever get added (a heap stays when it empties), so the agents'
+        # lists are extended in place rather than rebuilt.
+        for agent_id in self._queues[queue].agents:
+            agent = self._agents[agent_id]
+            if agent.lanes_built == self._lane_generation and self._serves(agent, queue, lane):
+                agent.lanes.append((lane[0], heap))
+
+    # -- contacts --------------------------------------------------------------
 
     def _key(self, contact: _Contact) -> float:
         rules = self._queue(contact.queue).rules
@@ -321,24 +383,22 @@ class Router:
         return contact.waiting_since.timestamp() - head
 
     def _enqueue(self, contact: _Contact) -> None:
-        queue = self._queue(contact.queue)
-        contact.stamp += 1
-        needs = tuple(sorted(contact.skills.items()))
-        heap = queue.heaps.setdefault((contact.channel, needs), [])
-        heapq.heappush(heap, (self._key(contact), contact.stamp, contact.contact_id))
-        queue.waiting.add(contact.contact_id)
+        """Put ``contact`` in its lane's heap; any entry it had before goes stale.
 
-    def _valid_entry(self, queue: str, entry: tuple[float, int, str]) -> _Contact | None:
-        contact = self._contacts.get(entry[2])
-        if (
-            contact is None
-            or contact.queue != queue
-            or contact.stamp != entry[1]
-            or contact.status is not S.QUEUED
-            or contact.pending
-        ):
-            return None
-        return contact
+        An entry is live while its number is the contact's, the contact is
+        queued and no reservation for it is pending; any other entry may be
+        dropped. So whoever leaves a contact queued after a pending reservation
+        failed enqueues it again.
+        """
+        queue = self._queue(contact.queue)
+        contact.entry = next(self._entries)
+        lane = (contact.channel, tuple(sorted(contact.skills.items())), contact.step)
+        heap = queue.heaps.get(lane)
+        if heap is None:
+            heap = queue.heaps[lane] = []
+            self._new_lane(contact.queue, lane, heap)
+        heapq.heappush(heap, (self._key(contact), contact.entry, contact.contact_id))
+        queue.waiting.add(contact.contact_id)
 
     def _arrive(self, event: ev.ContactArrived, now: dt.datetime, out: list[ev.Effect]) -> None:
         queue = self._queue(event.queue)
@@ -352,7 +412,6 @@ class Router:
             ivr_priority=event.ivr_priority,
             skills=dict(event.skills),
             waiting_since=event.waiting_since or now,
-            queued_at=now,
         )
         self._contacts[contact.contact_id] = contact
         limit = queue.rules.max_waiting
@@ -376,6 +435,7 @@ class Router:
 
     def _arm_queue_timers(self, contact: _Contact, now: dt.datetime) -> None:
         contact.stay += 1
+        contact.step = 0
         rules = self._queue(contact.queue).rules
         if rules.max_wait_seconds is not None:
             at = now + dt.timedelta(seconds=rules.max_wait_seconds)
@@ -404,10 +464,9 @@ class Router:
             # Moving on keeps the customer's place by score: waiting_since stays.
             contact.status = check_contact(contact.status, S.QUEUED)
             contact.queue = target
-            contact.queued_at = now
             contact.rejected_by.clear()
-            self._enqueue(contact)
             self._arm_queue_timers(contact, now)
+            self._enqueue(contact)
             self._route_contact(contact, now, out)
             return
         contact.status = check_contact(contact.status, S.OVERFLOWED)
@@ -416,19 +475,16 @@ class Router:
 
     # -- deciding ----------------------------------------------------------------
 
-    def _candidates(self, contact: _Contact, now: dt.datetime) -> list[_Agent]:
-        free = self._free.get((contact.queue, contact.channel), set())
-        step = self._step_of(contact, now)
+    def _candidates(self, contact: _Contact) -> list[_Agent]:
         found = []
-        for agent_id in free:
-            agent = self._agents[agent_id]
-            if agent.steps.get(contact.queue, 99) > step or contact.contact_id in agent.holding:
-                continue
-            if agent_id in contact.lost_to:
-                continue
-            if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
-                continue
-            found.append(agent)
+        for step in range(contact.step + 1):
+            for agent_id in self._free.get((contact.queue, contact.channel, step), ()):
+                agent = self._agents[agent_id]
+                if contact.contact_id in agent.holding or agent_id in contact.lost_to:
+                    continue
+                if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
+                    continue
+                found.append(agent)
         fresh = [a for a in found if a.agent_id not in contact.rejected_by]
         # Agents who refused this contact get it again only when nobody else can.
         return fresh or found
@@ -443,14 +499,14 @@ class Router:
             agent.talk_seconds,
             agent.order,
             sum(agent.skills.get(s, 0) for s in needs),
-            sum(1 for channel in agent.holding.values() if channel == contact.channel),
+            agent.load.get(contact.channel, 0),
         )
 
     def _route_contact(self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]) -> None:
         if contact.status is not S.QUEUED or contact.pending:
             return
         queue = self._queue(contact.queue)
-        agents = self._candidates(contact, now)
+        agents = self._candidates(contact)
         if not agents:
             return
         if queue.rules.strategy == "ring_all":
@@ -469,64 +525,73 @@ class Router:
     def _route_agent(self, agent: _Agent, now: dt.datetime, out: list[ev.Effect]) -> None:
         """Give a freed agent the best waiting contact it may take, if any."""
         while True:
-            free = {ch for ch in agent.capacity if self._free_for(agent, ch)}
+            free = self._free_channels(agent)
             if not free:
                 return
-            best: tuple[float, _Contact] | None = None
-            for name, step_needed in agent.steps.items():
-                queue = self._queues[name]
-                for (channel, needs), heap in queue.heaps.items():
-                    if not heap or channel not in free:
-                        continue
-                    if any(agent.skills.get(s, 0) < lvl for s, lvl in needs):
-                        continue
-                    found = self._head_for(agent, name, heap, step_needed, now)
-                    if found is not None and (best is None or found[0] < best[0]):
-                        best = found
+            best_key = math.inf
+            best: _Contact | None = None
+            for channel, heap in self._lanes(agent):
+                if not heap or channel not in free:
+                    continue
+                head = heap[0]
+                if head[0] >= best_key:
+                    continue  # stale or not, this lane cannot beat the best so far
+                contact = self._live(head)
+                if contact is not None and self._may_take(agent, contact):
+                    best_key, best = head[0], contact  # the common case: the head itself
+                    continue
+                found = self._head_for(agent, heap)
+                if found is not None and found[0] < best_key:
+                    best_key, best = found
             if best is None:
                 return
-            contact = best[1]
-            if self._queue(contact.queue).rules.strategy == "ring_all":
-                self._route_contact(contact, now, out)
+            if self._queue(best.queue).rules.strategy == "ring_all":
+                self._route_contact(best, now, out)
             else:
-                self._reserve(contact, agent, out, shared=False)
+                self._reserve(best, agent, out, shared=False)
 
-    def _head_for(
-        self,
-        agent: _Agent,
-        queue: str,
-        heap: list[tuple[float, int, str]],
-        step_needed: int,
-        now: dt.datetime,
-    ) -> tuple[float, _Contact] | None:
-        while heap and self._valid_entry(queue, heap[0]) is None:
-            heapq.heappop(heap)
-        if not heap:
-            return None
-        head = heap[0]
-        contact = self._valid_entry(queue, head)
-        assert contact is not None
+    def _live(self, entry: _Entry) -> _Contact | None:
+        """The contact of a live heap entry (see :meth:`_enqueue`), else None."""
+        contact = self._contacts.get(entry[2])
         if (
+            contact is None
+            or contact.entry != entry[1]
+            or contact.status is not S.QUEUED
+            or contact.pending
+        ):
+            return None
+        return contact
+
+    @staticmethod
+    def _may_take(agent: _Agent, contact: _Contact) -> bool:
+        return (
             contact.contact_id not in agent.holding
             and agent.agent_id not in contact.lost_to
             and agent.agent_id not in contact.rejected_by
-            and self._step_of(contact, now) >= step_needed
-        ):
-            return head[0], contact  # the common case: the head itself, heap untouched
+        )
+
+    def _head_for(self, agent: _Agent, heap: list[_Entry]) -> tuple[float, _Contact] | None:
+        """The best contact in ``heap`` that ``agent`` may take, looking at its head only."""
+        while heap and self._live(heap[0]) is None:
+            heapq.heappop(heap)
+        if not heap:
+            return None
+        contact = self._live(heap[0])
+        assert contact is not None
+        if self._may_take(agent, contact):
+            return heap[0][0], contact
         # Entries are taken off to look past them and put back after; stale ones
         # met on the way stay off, so the window holds waiting contacts only.
-        looked: list[tuple[float, int, str]] = []
+        looked: list[_Entry] = []
         refused: tuple[float, _Contact] | None = None
         found: tuple[float, _Contact] | None = None
         while heap and len(looked) < HEAD_SCAN:
             entry = heapq.heappop(heap)
-            contact = self._valid_entry(queue, entry)
+            contact = self._live(entry)
             if contact is None:
                 continue
             looked.append(entry)
             if contact.contact_id in agent.holding or agent.agent_id in contact.lost_to:
-                continue
-            if self._step_of(contact, now) < step_needed:
                 continue
             if agent.agent_id in contact.rejected_by:
                 # As on the contact's side: an agent who refused a contact gets
@@ -543,8 +608,7 @@ class Router:
         self, contact: _Contact, agent: _Agent, out: list[ev.Effect], shared: bool
     ) -> None:
         contact.pending.add(agent.agent_id)
-        agent.holding[contact.contact_id] = contact.channel
-        self._refresh(agent)
+        self._take_slot(agent, contact)
         out.append(
             ev.Reserve(
                 contact.contact_id,
@@ -576,7 +640,9 @@ class Router:
             # contact looks elsewhere; the agent is routed again at its next change.
             contact.lost_to.add(agent.agent_id)
             self._release_slot(agent, contact.contact_id, now)
-            if not contact.pending and not contact.offered_to:
+            if contact.status is S.QUEUED and not contact.pending:
+                # Its heap entry may have been dropped while the reservation was pending.
+                self._enqueue(contact)
                 self._route_contact(contact, now, out)
             return
         if contact.status is S.QUEUED:
@@ -771,11 +837,10 @@ class Router:
             )
         )
         contact.queue = event.queue
-        contact.queued_at = now
         contact.rejected_by.clear()
         contact.status = check_contact(contact.status, S.QUEUED)
-        self._enqueue(contact)
         self._arm_queue_timers(contact, now)
+        self._enqueue(contact)
         self._route_contact(contact, now, out)
 
     # -- agents ----------------------------------------------------------------------
@@ -795,7 +860,8 @@ class Router:
             agent.skills, agent.capacity = dict(event.skills), dict(event.capacity)
             agent.order = event.order
         self._compute_steps(agent)
-        self._refresh(agent, every_queue=True)
+        agent.lanes_built = -1
+        self._refresh(agent)
         self._route_agent(agent, now, out)
 
     def _presence(
@@ -841,7 +907,10 @@ class Router:
             return contact.version == stamp and agent_id in contact.offered_to
         if kind == "wrapup":
             return contact.status is S.WRAPUP
-        # max_wait and widen belong to one stay in one queue.
+        if kind == "widen":
+            # Widening counts while an offer rings too, should the contact come back.
+            return contact.stay == stamp and contact.status in (S.QUEUED, S.OFFERED)
+        # max_wait belongs to one stay in one queue.
         return contact.stay == stamp and contact.status is S.QUEUED
 
     def _fire_timers(self, now: dt.datetime, out: list[ev.Effect]) -> None:
@@ -860,7 +929,11 @@ class Router:
                     continue
                 self._overflow(contact, now, out, reason="max_wait")
             elif kind == "widen":
-                self._route_contact(contact, now, out)
+                contact.step += 1
+                if contact.status is S.QUEUED:
+                    # Into the next step's lane, where more agents look.
+                    self._enqueue(contact)
+                    self._route_contact(contact, now, out)
 
     def final(self, contact_id: str) -> bool:
         contact = self._contacts.get(contact_id)

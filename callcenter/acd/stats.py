@@ -126,6 +126,18 @@ class QueueStats:
                     handle = (line.at - contact.connected).total_seconds()
                     self._queue(line.queue).handled.append((line.at, handle))
 
+    def position(self, queue: str, contact_id: str) -> int:
+        """1 + the contacts waiting longer in ``queue`` (0 if not waiting there).
+
+        An approximation for announcements: the router serves by score, so a
+        key customer who came later may still overtake.
+        """
+        waiting = self._queue(queue).waiting
+        since = waiting.get(contact_id)
+        if since is None:
+            return 0
+        return 1 + sum(1 for other in waiting.values() if other < since)
+
     def figures(self, queue: str, now: dt.datetime) -> QueueFigures:
         q = self._queue(queue)
         horizon = now - self.window

@@ -285,6 +285,28 @@ async def test_lost_race_routes_again() -> None:
     assert offers(await desk.call("c1")) == [("c1", "b")]
 
 
+async def test_contact_refused_by_the_store_waits_for_the_next_free_agent() -> None:
+    desk = Desk(QueueRules("q"))
+    await desk.agent("a")
+    await desk.store.reserve(ev.Reserve("elsewhere", "a", "voice", 1, 0))
+    assert offers(await desk.call("c1")) == []
+    assert desk.router.contact_status("c1") is ContactStatus.QUEUED
+    # The agent who frees up finds it by looking at the queue's head.
+    assert offers(await desk.agent("b")) == [("c1", "b")]
+
+
+async def test_widening_counts_while_an_offer_rings() -> None:
+    rules = QueueRules(
+        "q", skills={"tech": 4}, widening=(Widening(30, 2),), offer_timeout_seconds=40
+    )
+    desk = Desk(rules)
+    await desk.agent("senior", {"tech": 4})
+    await desk.agent("junior", {"tech": 2})
+    assert offers(await desk.call("c1")) == [("c1", "senior")]
+    # Unanswered past the widening step: back in line, where the junior now qualifies.
+    assert offers(await desk.wait(41)) == [("c1", "junior")]
+
+
 async def test_illegal_moves_change_nothing() -> None:
     desk = Desk(QueueRules("q"))
     await desk.agent("a")
