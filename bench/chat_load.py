@@ -419,11 +419,14 @@ def write_config(folder: Path, customers: int) -> Path:
     per_minute = math.ceil(customers * 60 / (MESSAGE_INTERVAL * (1 - JITTER)))
     toml = f"""\
 mode = "production"
-data_dir = {json.dumps(str(folder / "var"))}
 
 [http]
 host = "127.0.0.1"
 port = 0
+
+# Chat only: no SIP listener to collide with anything on port 5060.
+[sip]
+enabled = false
 
 [database]
 url = {json.dumps(database_url(folder))}

@@ -9,7 +9,9 @@ with a message naming the key and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -46,6 +48,9 @@ class HttpSettings:
     #: Public origin (scheme://host[:port]) the consoles are reached at behind a
     #: proxy; websockets from it are accepted as the server's own.
     public_url: str = ""
+    #: Folder of the browser consoles (console, wallboard, widget); empty means
+    #: the ``agent_console`` folder shipped beside the package.
+    console_directory: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,105 @@ class SipSettings:
     advertised_address: str = ""
     #: Digest realm of agent extensions; stored HA1 hashes depend on it.
     realm: str = "callcenter"
+    #: Listen for SIP at all (UDP and TCP on ``port``).
+    enabled: bool = True
+    #: Addresses (IPs or CIDR networks) of trunks whose INVITEs are taken
+    #: without authentication; anyone else must be an authenticated agent.
+    trunks: list[str] = field(default_factory=list)
+    #: Key of the digest nonces; nodes sharing it accept each other's nonces.
+    #: Empty: a random key per start (phones simply re-authenticate).
+    nonce_secret: str = ""
+    #: Receive buffer of the SIP UDP socket (bytes). The system default (about
+    #: 200 KB on Linux) overflows under bursts of calls; the kernel caps the
+    #: value at net.core.rmem_max.
+    udp_receive_buffer_bytes: int = field(default=4_194_304, metadata=_bounds(65_536, 1 << 30))
+    #: Digest algorithms offered, one challenge each, in this order. RFC 8760
+    #: puts the strongest first; some clients (SIPp among them) only ever
+    #: answer the first challenge, so list MD5 first for them.
+    digest_algorithms: list[str] = field(default_factory=lambda: ["SHA-256", "MD5"])
+    #: How long a digest nonce is good for, in seconds.
+    nonce_lifetime_seconds: int = field(default=300, metadata=_bounds(10, 86_400))
+    #: RFC 3261 timers T1, T2 and T4, in milliseconds.
+    t1_ms: int = field(default=500, metadata=_bounds(10, 10_000))
+    t2_ms: int = field(default=4000, metadata=_bounds(10, 60_000))
+    t4_ms: int = field(default=5000, metadata=_bounds(10, 60_000))
+    #: Registration expiry floor (shorter requests get 423) and ceiling, seconds.
+    min_expires: int = field(default=60, metadata=_bounds(1, 86_400))
+    max_expires: int = field(default=3600, metadata=_bounds(1, 86_400))
+    #: Failed digest attempts from one address within the window before it is
+    #: refused for ``auth_lockout_seconds`` (doubling while it keeps trying).
+    auth_max_failures: int = field(default=10, metadata=_bounds(1, 10_000))
+    auth_window_seconds: int = field(default=60, metadata=_bounds(1, 86_400))
+    auth_lockout_seconds: int = field(default=60, metadata=_bounds(1, 86_400))
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    """Calls: which number reaches which IVR flow, media, prompts and recordings."""
+
+    #: Dialled number -> IVR flow (the name of a YAML file in ``flows_directory``).
+    numbers: dict[str, str] = field(default_factory=dict)
+    #: Folder of the IVR flows; empty means the ``ivr_flows`` folder shipped
+    #: beside the package.
+    flows_directory: str = ""
+    #: Folder of audio files flows play (``play`` steps, music on hold): WAV,
+    #: 8 kHz, mono, 16-bit. Empty means ``sounds`` inside ``flows_directory``.
+    sounds_directory: str = ""
+    #: Address RTP is bound to and announced in SDP; empty means ``sip.host``
+    #: (or ``sip.advertised_address`` in SDP).
+    media_address: str = ""
+    #: Even RTP ports are taken from this range, one per call leg.
+    rtp_first_port: int = field(default=20000, metadata=_bounds(1024, 65534))
+    rtp_last_port: int = field(default=29999, metadata=_bounds(1025, 65535))
+    #: A call with no RTP from the caller this long is taken for dead (its BYE
+    #: was lost) and cleared.
+    rtp_timeout_seconds: int = field(default=60, metadata=_bounds(5, 3600))
+    #: Where calls are recorded (one WAV each) and TTS prompts cached.
+    recordings_directory: str = "var/recordings"
+    prompt_cache_directory: str = "var/prompts"
+    #: Language -> vosk model folder; menus in a language without one take keys only.
+    speech_models: dict[str, str] = field(default_factory=dict)
+    #: On SIGTERM, new calls are refused (503) and calls in progress get this
+    #: long to finish before the server stops.
+    drain_seconds: int = field(default=300, metadata=_bounds(0, 86_400))
+    #: How long a supervisor's phone rings to listen in on a call before the
+    #: request is dropped.
+    monitor_ring_seconds: int = field(default=30, metadata=_bounds(5, 300))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    """Outbound calls: the trunk they go through, how numbers are rewritten, who may dial what."""
+
+    #: The trunk (SIP provider or PBX) outbound calls are sent to: an address or
+    #: host name. Empty: no outbound calls.
+    host: str = ""
+    port: int = field(default=5060, metadata=_bounds(1, 65535))
+    transport: str = "udp"
+    #: Digest credentials for a trunk that challenges our INVITEs (401 or 407).
+    username: str = ""
+    password: str = ""
+    #: Number presented to the called party, in From and P-Asserted-Identity
+    #: (RFC 3325); empty: anonymous (RFC 3323).
+    caller_id: str = ""
+    #: G.711 law offered on both legs (PCMA is usual in China and Europe, PCMU
+    #: in North America).
+    codec: str = "PCMA"
+    #: Rewrites of the dialled number, in order: each ``{pattern, replace}``
+    #: whose pattern (a regular expression) matches the whole number replaces
+    #: it (``\1`` for a group); the next rule sees the result.
+    dial_rules: list[dict[str, str]] = field(default_factory=list)
+    #: Role -> patterns of the numbers it may dial (after the dial rules, each
+    #: matched against the whole number). A role not listed dials nothing: by
+    #: default nobody can call out.
+    allow: dict[str, list[str]] = field(default_factory=dict)
+    #: How long the agent's phone, then the customer's, may ring unanswered.
+    agent_ring_seconds: int = field(default=30, metadata=_bounds(5, 600))
+    customer_ring_seconds: int = field(default=60, metadata=_bounds(5, 600))
+    #: Ring agents for their pending callbacks once due (when they are available).
+    dial_due_callbacks: bool = True
+    #: How often due callbacks are looked for.
+    callback_poll_seconds: float = field(default=30.0, metadata=_bounds(0.1, 3600))
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +307,8 @@ class Settings:
     mode: str = "production"
     http: HttpSettings = field(default_factory=HttpSettings)
     sip: SipSettings = field(default_factory=SipSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    outbound: OutboundSettings = field(default_factory=OutboundSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
@@ -223,7 +329,15 @@ _CHOICES: dict[str, frozenset[str]] = {
     "tickets.complaint_min_priority": frozenset({"low", "normal", "high", "urgent"}),
     "site.default_language": frozenset({"en", "zh-CN"}),
     "routing.missed_offer_presence": frozenset({"away", "available"}),
+    "outbound.transport": frozenset({"udp", "tcp"}),
+    "outbound.codec": frozenset({"PCMU", "PCMA"}),
 }
+#: Roles of users (``store.models.ROLES``), for settings given per role.
+_ROLES = frozenset({"agent", "supervisor", "admin"})
+#: What a trunk host may look like: an IP address or a DNS name.
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")
+#: What a caller ID may hold.
+_NUMBER = re.compile(r"\+?[0-9]{1,32}")
 
 
 def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
@@ -247,6 +361,11 @@ def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
         return value
     origin = typing.get_origin(tp)
     if origin is list:
+        (item_type,) = typing.get_args(tp)
+        if item_type is not str:
+            if not isinstance(value, list):
+                raise ConfigError(key, f"expected an array of tables, got {value!r}")
+            return [_coerce(f"{key}[{i}]", item_type, v, False) for i, v in enumerate(value)]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, f"expected an array of strings, got {value!r}")
         return list(value)
@@ -334,7 +453,7 @@ def _known_env_names(cls: Any = Settings, prefix: str = "") -> set[str]:
         key = f"{prefix}{spec.name}"
         if dataclasses.is_dataclass(tp):
             names |= _known_env_names(tp, f"{key}.")
-        elif not isinstance(tp, types.GenericAlias) or typing.get_origin(tp) is list:
+        elif not isinstance(tp, types.GenericAlias) or typing.get_args(tp) == (str,):
             names.add(ENV_PREFIX + key.replace(".", "_").upper())
     return names
 
@@ -380,6 +499,20 @@ def _check_cross(settings: Settings) -> None:
         )
     if settings.redis.url and not settings.redis.url.startswith(("redis://", "rediss://")):
         raise ConfigError("redis.url", "expected empty or redis://HOST:PORT/DB")
+    sip = settings.sip
+    if not sip.digest_algorithms or not set(sip.digest_algorithms) <= {"MD5", "SHA-256"}:
+        raise ConfigError("sip.digest_algorithms", "expected some of MD5 and SHA-256")
+    for trunk in sip.trunks:
+        try:
+            ipaddress.ip_network(trunk, strict=False)
+        except ValueError:
+            raise ConfigError(
+                "sip.trunks", f"expected IP addresses or networks, got {trunk!r}"
+            ) from None
+    if settings.voice.rtp_first_port >= settings.voice.rtp_last_port:
+        raise ConfigError("voice.rtp_first_port", "expected below voice.rtp_last_port")
+    if sip.min_expires > sip.max_expires:
+        raise ConfigError("sip.min_expires", "expected at most sip.max_expires")
     if settings.api.default_page_size > settings.api.max_page_size:
         raise ConfigError("api.default_page_size", "expected at most api.max_page_size")
     for table in ("first_response_hours", "resolution_hours"):
@@ -391,3 +524,39 @@ def _check_cross(settings: Settings) -> None:
                 )
     if len(settings.site.default_region) != 2 or not settings.site.default_region.isalpha():
         raise ConfigError("site.default_region", "expected a two-letter region code such as CN")
+    _check_outbound(settings.outbound)
+
+
+def _check_outbound(outbound: OutboundSettings) -> None:
+    if outbound.host and not _HOST.fullmatch(outbound.host):
+        raise ConfigError(
+            "outbound.host", f"expected an address or host name, got {outbound.host!r}"
+        )
+    if bool(outbound.username) != bool(outbound.password):
+        raise ConfigError("outbound.password", "expected both username and password, or neither")
+    if outbound.caller_id and not _NUMBER.fullmatch(outbound.caller_id):
+        raise ConfigError("outbound.caller_id", "expected a number such as +861012345678")
+    for index, rule in enumerate(outbound.dial_rules):
+        key = f"outbound.dial_rules[{index}]"
+        if set(rule) != {"pattern", "replace"}:
+            raise ConfigError(key, "expected a table with pattern and replace")
+        try:
+            re.compile(rule["pattern"]).sub(rule["replace"], "")
+        except re.error as error:
+            raise ConfigError(key, f"not a usable regular expression: {error}") from None
+    for role, patterns in outbound.allow.items():
+        if role not in _ROLES:
+            raise ConfigError(
+                f"outbound.allow.{role}", f"expected one of {', '.join(sorted(_ROLES))}"
+            )
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(
+                    f"outbound.allow.{role}", f"{pattern!r} is not a regular expression: {error}"
+                ) from None
+    if any(outbound.allow.values()) and not outbound.host:
+        raise ConfigError(
+            "outbound.host", "expected the trunk's address when outbound.allow permits numbers"
+        )

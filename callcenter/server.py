@@ -16,6 +16,9 @@ from callcenter.cti.center import ContactCenter
 from callcenter.cti.webhooks import WebhookSender
 from callcenter.services import Services, close_services, open_services
 from callcenter.store.models import User
+from callcenter.voice.calls import CallManager
+from callcenter.voice.outbound import OutboundCalls
+from callcenter.voice.service import VoiceService
 from callcenter.web.app import create_app
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,9 @@ class Server:
         self.services: Services | None = None
         self.center: ContactCenter | None = None
         self.webhook_sender: WebhookSender | None = None
+        self.voice: VoiceService | None = None
+        self.calls: CallManager | None = None
+        self.outbound: OutboundCalls | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -51,9 +57,21 @@ class Server:
                 await _refuse_demo_credentials(self.services)
             self.center = ContactCenter(self.services)
             await self.center.start()
+            if self.settings.sip.enabled:
+                self.center.voice_needs_phone = True
+                self.voice = VoiceService(
+                    self.services, self.settings.sip, self.center.set_voice_reachable
+                )
+                await self.voice.start()
+                self.calls = CallManager(self.services, self.settings, self.voice, self.center)
+                self.calls.start()
+                self.outbound = OutboundCalls(self.calls)
+                self.outbound.start()
             self.webhook_sender = WebhookSender(self.services.sessions, self.settings.webhooks)
             self.webhook_sender.start()
-            self._runner = web.AppRunner(create_app(self.services, self.center), access_log=None)
+            self._runner = web.AppRunner(
+                create_app(self.services, self.center, self.outbound), access_log=None
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.settings.http.host, self.settings.http.port)
             await site.start()
@@ -62,6 +80,11 @@ class Server:
             raise
         self.port = int(self._runner.addresses[0][1])
 
+    async def drain(self) -> None:
+        """Take no new calls; let those in progress finish, up to ``voice.drain_seconds``."""
+        if self.calls is not None:
+            await self.calls.drain(self.settings.voice.drain_seconds)
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -69,6 +92,15 @@ class Server:
         if self.webhook_sender is not None:
             await self.webhook_sender.stop()
             self.webhook_sender = None
+        if self.outbound is not None:
+            await self.outbound.close()
+            self.outbound = None
+        if self.calls is not None:
+            await self.calls.close()
+            self.calls = None
+        if self.voice is not None:
+            await self.voice.stop()
+            self.voice = None
         if self.center is not None:
             await self.center.stop()
             self.center = None
@@ -121,6 +153,8 @@ async def serve(settings: Settings, on_ready: Callable[[Server], None] | None = 
         on_ready(server)
     try:
         await stop.wait()
+        log.info("draining: no new calls, waiting for those in progress")
+        await server.drain()
     finally:
         log.info("stopping")
         await server.stop()

@@ -39,6 +39,9 @@ if ! "$python" -m venv --help >/dev/null 2>&1 || ! "$python" -c 'import ensurepi
     apt_install python3-venv
 fi
 
+# The server speaks its IVR prompts with espeak-ng, the demo too.
+# shellcheck disable=SC2046
+apt_install $(grep -v '^#' deploy/debian-packages.txt)
 if [ "$mode" = test ]; then
     # shellcheck disable=SC2046
     apt_install $(grep -v '^#' deploy/debian-test-packages.txt)

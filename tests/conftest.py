@@ -23,7 +23,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from callcenter.config import DatabaseSettings, HttpSettings, Settings, SpoolSettings
+from callcenter.config import (
+    DatabaseSettings,
+    HttpSettings,
+    Settings,
+    SipSettings,
+    SpoolSettings,
+    VoiceSettings,
+)
 from callcenter.server import Server
 from callcenter.store.users import create_user
 
@@ -112,6 +119,11 @@ def make_settings(database_url: str, folder: Path, **changes: Any) -> Settings:
     """Settings for a test server: loopback, port 0, spool in ``folder``."""
     settings = Settings(
         http=HttpSettings(host="127.0.0.1", port=0),
+        sip=SipSettings(host="127.0.0.1", port=0),
+        voice=VoiceSettings(
+            recordings_directory=str(folder / "recordings"),
+            prompt_cache_directory=str(folder / "prompts"),
+        ),
         database=DatabaseSettings(url=database_url, timeout_seconds=2.0),
         spool=SpoolSettings(directory=str(folder / "spool"), max_retry_seconds=0.5),
     )

@@ -92,3 +92,49 @@ def test_routing_settings_reach_the_router(tmp_path: Path) -> None:
     assert settings.voice_is_exclusive is False
     with pytest.raises(ConfigError, match=r"routing\.missed_offer_presence"):
         load_settings(_write(tmp_path, '[routing]\nmissed_offer_presence = "gone"\n'), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ('[outbound]\ntransport = "tls"\n', "outbound.transport", "one of"),
+        ('[outbound]\ncodec = "G729"\n', "outbound.codec", "one of"),
+        ('[outbound]\nhost = "a b"\n', "outbound.host", "address"),
+        ('[outbound]\nusername = "u"\n', "outbound.password", "both"),
+        ('[outbound]\ncaller_id = "<sip:x>"\n', "outbound.caller_id", "number"),
+        ("[outbound]\ndial_rules = [1]\n", "outbound.dial_rules[0]", "table"),
+        ('[outbound]\ndial_rules = [{pattern = "("}]\n', "outbound.dial_rules[0]", "pattern"),
+        (
+            '[outbound]\ndial_rules = [{pattern = "(", replace = ""}]\n',
+            "outbound.dial_rules[0]",
+            "regular expression",
+        ),
+        (
+            '[outbound]\ndial_rules = [{pattern = "1", replace = "\\\\2"}]\n',
+            "outbound.dial_rules[0]",
+            "regular expression",
+        ),
+        ('[outbound.allow]\nguest = [".*"]\n', "outbound.allow.guest", "one of"),
+        ('[outbound.allow]\nagent = ["["]\n', "outbound.allow.agent", "regular expression"),
+        ('[outbound.allow]\nagent = ["1"]\n', "outbound.host", "trunk"),
+    ],
+)
+def test_wrong_outbound_settings_are_named(tmp_path: Path, text: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(_write(tmp_path, text), env={})
+    assert info.value.key == key
+    assert words in str(info.value)
+
+
+def test_outbound_settings_from_file_and_environment(tmp_path: Path) -> None:
+    text = (
+        '[outbound]\nhost = "sip.trunk.example"\nusername = "cc"\n'
+        'dial_rules = [{pattern = "0(\\\\d+)", replace = "+86\\\\1"}]\n'
+        '[outbound.allow]\nagent = ["\\\\+861\\\\d{10}"]\n'
+    )
+    settings = load_settings(
+        _write(tmp_path, text), env={"CALLCENTER_OUTBOUND_PASSWORD": "from-env"}
+    )
+    assert settings.outbound.password == "from-env"
+    assert settings.outbound.dial_rules == [{"pattern": r"0(\d+)", "replace": r"+86\1"}]
+    assert settings.outbound.allow == {"agent": [r"\+861\d{10}"]}

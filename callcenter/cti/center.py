@@ -17,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import heapq
 import logging
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from callcenter.acd import erlang
 from callcenter.acd import events as ev
 from callcenter.acd.engine import RoutingEngine
 from callcenter.acd.lifecycle import IllegalTransition
@@ -45,6 +48,12 @@ from callcenter.store.tickets import new_ticket
 log = logging.getLogger(__name__)
 
 SUPERVISORS = "supervisor"
+#: Waiting contacts a queue's wallboard figures list, oldest first: enough to
+#: pick one to move, while every queue event kept in the feed stays small.
+WAITING_SHOWN = 20
+#: Delay before the queues' agent counts are redone after agents change: a
+#: burst of changes is counted once (each count walks every agent per queue).
+RECOUNT_SECONDS = 0.5
 
 
 class Outbox(Protocol):
@@ -82,10 +91,22 @@ class Contact:
     customer: Outbox | None = None
     wrapup: dict[str, Any] | None = None
     recorded: bool = False
+    #: A call's recording (WAV, caller left and agent right) and IVR steps.
+    recording_path: str | None = None
+    ivr_path: list[str] = field(default_factory=list)
+    csat_score: int | None = None
     #: SHA-256 of the chat's resume token.
     resume_hash: str = ""
     #: Fires when a disconnected chat customer has not come back in time.
     grace: asyncio.TimerHandle | None = None
+
+
+class VoiceCalls(Protocol):
+    def routed(self, effect: ev.Offer | ev.Withdraw | ev.Connect | ev.ContactEnded) -> None:
+        """Ring, stop ringing, bridge or hang up; must not block."""
+
+    async def control(self, contact_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Carry out a call control from the agent's console; returns the call's state."""
 
 
 @dataclass
@@ -93,6 +114,19 @@ class _Console:
     outbox: Outbox
     user_id: str
     roles: frozenset[str]
+
+
+@dataclass
+class _AgentBoard:
+    """What the wallboard shows of an agent beyond the router's own state."""
+
+    state: str = ""
+    since: dt.datetime | None = None
+    #: (contact id, status) of what the agent holds, as last shown.
+    holding: tuple[tuple[str, str], ...] = ()
+    #: Contacts finished on ``day`` (the site's local date).
+    day: dt.date | None = None
+    handled: int = 0
 
 
 def router_settings(routing: RoutingSettings) -> RouterSettings:
@@ -134,6 +168,23 @@ class ContactCenter:
         self._agent_names: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._grace: dict[str, asyncio.TimerHandle] = {}
+        #: Agent -> (skills, chat capacity) as last joined.
+        self._profiles: dict[str, tuple[dict[str, int], int]] = {}
+        #: Agents whose phone has a live registration.
+        self._voice_reachable: set[str] = set()
+        #: With telephony on, only agents with a registered phone take calls.
+        self.voice_needs_phone = False
+        #: The voice layer, told of what the router does with calls.
+        self.voice_calls: VoiceCalls | None = None
+        self._boards: dict[str, _AgentBoard] = {}
+        #: Queue -> service-level goal as a fraction (the queue's sl_target_percent).
+        self._sl_goals: dict[str, float] = {}
+        #: Queue -> agents by state as last published, and whether a recount is due.
+        self._counted: dict[str, dict[str, int]] = {}
+        self._recount_due = False
+        #: Console outbox id -> (ticket id, user id, user's name, outbox): who has
+        #: which ticket open, so two agents do not work one ticket unawares.
+        self._viewing: dict[int, tuple[str, str, str, Outbox]] = {}
         self.webhooks = WebhookQueue(services.recorder)
 
     # -- life ----------------------------------------------------------------
@@ -216,6 +267,7 @@ class ContactCenter:
             )
             self.queues[q.name] = rules
             self.stats.thresholds[q.name] = q.sl_threshold_seconds
+            self._sl_goals[q.name] = q.sl_target_percent / 100
             await self.engine.submit(QueueConfigured(rules))
 
     def spawn(self, coro: Any) -> None:
@@ -236,6 +288,7 @@ class ContactCenter:
             handle.cancel()
 
     def detach(self, outbox: Outbox, user_id: str) -> None:
+        self.view_ticket(outbox, user_id, "", "")
         self._everyone = [c for c in self._everyone if c.outbox is not outbox]
         for key in list(self._by_key):
             kept = [c for c in self._by_key[key] if c.outbox is not outbox]
@@ -300,9 +353,27 @@ class ContactCenter:
         agent = str(user_id)
         self._agent_names[agent] = user.display_name
         self._agents_joined.add(agent)
-        await self.engine.submit(
-            ev.AgentJoined(agent, skills, {"voice": 1, "chat": user.chat_capacity})
-        )
+        self._profiles[agent] = (skills, user.chat_capacity)
+        await self._submit_profile(agent)
+
+    async def set_voice_reachable(self, user_id: int, reachable: bool) -> None:
+        """The agent's phone registered, or its last registration lapsed.
+
+        Calls ring the agent's phone, so an agent without a live registration
+        gets no voice capacity and the router offers it no call.
+        """
+        agent = str(user_id)
+        if reachable:
+            self._voice_reachable.add(agent)
+        else:
+            self._voice_reachable.discard(agent)
+        if agent in self._profiles:
+            await self._submit_profile(agent)
+
+    async def _submit_profile(self, agent: str) -> None:
+        skills, chats = self._profiles[agent]
+        voice = 1 if agent in self._voice_reachable or not self.voice_needs_phone else 0
+        await self.engine.submit(ev.AgentJoined(agent, skills, {"voice": voice, "chat": chats}))
 
     async def set_presence(self, agent: str, presence: str, reason: str = "") -> None:
         if presence not in ("available", "away", "offline"):
@@ -317,15 +388,102 @@ class ContactCenter:
         presence, reason = self.router.agent_presence(agent)
         data = {"agent_id": agent, "presence": presence, "reason": reason}
         self._publish("presence", data, frozenset({agent}))
-        self._publish(
-            "agent",
-            {
-                **data,
-                "name": self._agent_names.get(agent, agent),
-                "load": self.router.agent_load(agent),
-            },
-            frozenset({SUPERVISORS}),
-        )
+        self._publish("agent", self._agent_figures(agent, self.clock()), frozenset({SUPERVISORS}))
+        self._recount_soon()
+
+    def _agent_figures(self, agent: str, now: dt.datetime) -> dict[str, Any]:
+        """An agent as the wallboard shows it; notes the time its state changed."""
+        presence, reason = self.router.agent_presence(agent)
+        load = self.router.agent_load(agent)
+        contacts: list[dict[str, Any]] = []
+        # Most agents hold nothing: they need no walk over the live contacts.
+        if load:
+            for c in self.contacts.values():
+                if c.agent_id != agent and agent not in c.offered_to:
+                    continue
+                status = self._router_status(c.contact_id)
+                if status not in ("offered", "connected", "wrapup"):
+                    continue
+                since = {"offered": c.offered_at, "connected": c.answered_at}.get(
+                    status, c.ended_at
+                )
+                contacts.append(
+                    {
+                        "contact_id": c.contact_id,
+                        "channel": c.channel,
+                        "queue": c.queue,
+                        "state": status,
+                        "since": to_iso(since),
+                    }
+                )
+        held = {c["state"] for c in contacts}
+        # An agent talking on one chat and ringing for another shows as busy.
+        if "connected" in held:
+            state = "busy"
+        elif "offered" in held:
+            state = "ringing"
+        elif "wrapup" in held:
+            state = "wrapup"
+        else:
+            state = presence
+        board = self._boards.setdefault(agent, _AgentBoard())
+        if board.state != state:
+            board.state, board.since = state, now
+        board.holding = tuple((c["contact_id"], c["state"]) for c in contacts)
+        return {
+            "agent_id": agent,
+            "name": self._agent_names.get(agent, agent),
+            "presence": presence,
+            "reason": reason,
+            "load": load,
+            "state": state,
+            "state_since": to_iso(board.since),
+            "contacts": contacts,
+            "handled_today": board.handled if board.day == self._site_day(now) else 0,
+        }
+
+    def _publish_board(self, agent: str, now: dt.datetime) -> None:
+        """Tell the wallboards about an agent who started or stopped ringing or wrapping up.
+
+        No presence changed, so only the supervisors hear of it, and only if
+        what they see of the agent did change (one step may touch it twice).
+        """
+        board = self._boards.get(agent)
+        before = (board.state, board.holding) if board else None
+        figures = self._agent_figures(agent, now)
+        after = self._boards[agent]
+        if (after.state, after.holding) != before:
+            self._publish("agent", figures, frozenset({SUPERVISORS}))
+            self._recount_soon()
+
+    def _publish_queue(self, name: str, now: dt.datetime) -> None:
+        figures = self._queue_figures(name, now)
+        self._counted[name] = figures["agents"]
+        self._publish("queue", figures, frozenset({SUPERVISORS}))
+
+    def _recount_soon(self) -> None:
+        """An agent changed: every queue it serves counts its agents anew, shortly."""
+        if not self._recount_due:
+            self._recount_due = True
+            self.spawn(self._recount())
+
+    async def _recount(self) -> None:
+        await asyncio.sleep(RECOUNT_SECONDS)
+        self._recount_due = False
+        now = self.clock()
+        for name in sorted(self.queues):
+            if self.router.agent_states(name) != self._counted.get(name):
+                self._publish_queue(name, now)
+
+    def _router_status(self, contact_id: str) -> str:
+        """The router's status of a contact; "" once it has left routing (or not yet come)."""
+        try:
+            return str(self.router.contact_status(contact_id))
+        except KeyError:
+            return ""
+
+    def _site_day(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(zoneinfo.ZoneInfo(self.services.settings.site.time_zone)).date()
 
     def agent_snapshot(self, agent: str) -> dict[str, Any]:
         presence, reason = (
@@ -340,7 +498,13 @@ class ContactCenter:
                     "contact_id": c.contact_id,
                     "channel": c.channel,
                     "queue": c.queue,
-                    "state": "connected" if c.agent_id == agent else "offered",
+                    "state": (
+                        "offered"
+                        if c.agent_id != agent
+                        else "wrapup"
+                        if c.ended_at is not None
+                        else "connected"
+                    ),
                     "pop": c.pop,
                     "transcript": list(c.transcript),
                 }
@@ -351,24 +515,49 @@ class ContactCenter:
     def supervisor_snapshot(self) -> dict[str, Any]:
         now = self.clock()
         return {
+            # The wallboard's clock for the ``since`` times, whatever the browser's says.
+            "at": to_iso(now),
             "queues": [self._queue_figures(name, now) for name in sorted(self.queues)],
-            "agents": [
-                {
-                    "agent_id": a,
-                    "name": self._agent_names.get(a, a),
-                    "presence": self.router.agent_presence(a)[0],
-                    "reason": self.router.agent_presence(a)[1],
-                    "load": self.router.agent_load(a),
-                }
-                for a in sorted(self._agents_joined)
-            ],
+            "agents": [self._agent_figures(a, now) for a in sorted(self._agents_joined)],
         }
+
+    def position(self, queue: str, contact_id: str) -> int:
+        """A waiting contact's place in line (see :meth:`QueueStats.position`)."""
+        return self.stats.position(queue, contact_id)
+
+    def queue_figures(self, name: str) -> dict[str, Any]:
+        """A queue's live figures as the wallboard shows them."""
+        return self._queue_figures(name, self.clock())
 
     def _queue_figures(self, name: str, now: dt.datetime) -> dict[str, Any]:
         figures = self.stats.figures(name, now)
         agents = self.router.agent_states(name)
         working = agents["busy"] + agents["wrapup"]
         staffed = working + agents["available"]
+        threshold = self.stats.thresholds.get(name, self.stats.default_threshold)
+        goal = self._sl_goals.get(name)
+        window_hours = self.stats.window.total_seconds() / 3600
+        arrivals = (figures.answered + figures.abandoned) / window_hours
+        needed = None
+        if arrivals and figures.aht_seconds and goal is not None:
+            aht = figures.aht_seconds
+            try:
+                needed = erlang.agents_required(
+                    erlang.traffic_erlangs(arrivals, aht), aht, threshold, goal
+                )
+            except ValueError:
+                needed = None  # a goal of 100 %, which no staffing promises
+        waiting = heapq.nsmallest(
+            WAITING_SHOWN,
+            (
+                c
+                for c in self.contacts.values()
+                if c.queue == name
+                and c.agent_id is None
+                and self._router_status(c.contact_id) in ("queued", "offered")
+            ),
+            key=lambda c: c.arrived_at,
+        )
         return {
             "queue": name,
             "waiting": figures.waiting,
@@ -383,6 +572,21 @@ class ContactCenter:
             "agents": agents,
             # Share of the agents at work now who are handling contacts.
             "occupancy": working / staffed if staffed else None,
+            "sl_goal": goal,
+            "sl_threshold_seconds": threshold,
+            "arrivals_per_hour": round(arrivals, 1),
+            "agents_staffed": staffed,
+            "agents_needed": needed,
+            "waiting_contacts": [
+                {
+                    "contact_id": c.contact_id,
+                    "channel": c.channel,
+                    "customer_name": c.customer_name or c.remote_identity,
+                    "waiting_since": to_iso(c.arrived_at),
+                    "state": "offered" if c.offered_to else "queued",
+                }
+                for c in waiting
+            ],
         }
 
     # -- contacts --------------------------------------------------------------
@@ -474,6 +678,25 @@ class ContactCenter:
                         {"type": "typing", "contact_id": contact_id, "from": "customer"}
                     )
 
+    def view_ticket(self, outbox: Outbox, user_id: str, name: str, ticket_id: str) -> None:
+        """A console opened ``ticket_id`` (or closed its ticket, with ""); tell its viewers.
+
+        Like typing hints, viewers are not kept in the feed: after a reconnect
+        the console says again what it has open.
+        """
+        before = self._viewing.pop(id(outbox), None)
+        if ticket_id:
+            self._viewing[id(outbox)] = (ticket_id, user_id, name, outbox)
+        for ticket in {before[0] if before else "", ticket_id} - {""}:
+            watchers = [v for v in self._viewing.values() if v[0] == ticket]
+            for _, viewer, _, console in watchers:
+                others = sorted({n for _, u, n, _ in watchers if u != viewer})
+                console.push({"type": "viewers", "ticket_id": ticket, "users": others})
+
+    def agent_name(self, agent: str | None) -> str:
+        """The name customers see for an agent ("" for none)."""
+        return self._agent_names.get(agent, "") if agent else ""
+
     def is_joined(self, agent: str) -> bool:
         return agent in self._agents_joined
 
@@ -492,6 +715,18 @@ class ContactCenter:
         if contact_id in self.contacts:
             await self.engine.submit(ev.ContactLeft(contact_id))
 
+    async def call_control(
+        self, agent: str, contact_id: str, action: str, body: dict[str, Any]
+    ) -> None:
+        """Hold, mute, hang up, send digits or transfer the agent's call, from the console."""
+        contact = self._mine(agent, contact_id)
+        if contact.channel != "voice" or self.voice_calls is None:
+            raise ContactError("not_a_call", "this contact is not a call")
+        state = await self.voice_calls.control(contact_id, action, body)
+        if state:
+            # Through the feed, so a console that reconnects sees the call as it is.
+            self._publish("call_state", {"contact_id": contact_id, **state}, frozenset({agent}))
+
     async def end_by_agent(self, agent: str, contact_id: str) -> None:
         contact = self._mine(agent, contact_id)
         if contact.customer is not None:
@@ -509,6 +744,14 @@ class ContactCenter:
 
     def _on_effect(self, effect: ev.Effect) -> None:
         now = self.clock()
+        if self.voice_calls is not None and isinstance(
+            effect, ev.Offer | ev.Withdraw | ev.Connect | ev.ContactEnded
+        ):
+            # For a call the offer is the ringing of the agent's phone: the
+            # voice layer rings, stops ringing, bridges and hangs up.
+            routed = self.contacts.get(effect.contact_id)
+            if routed is not None and routed.channel == "voice":
+                self.voice_calls.routed(effect)
         match effect:
             case ev.Offer():
                 contact = self.contacts.get(effect.contact_id)
@@ -528,6 +771,7 @@ class ContactCenter:
                     },
                     frozenset({effect.agent_id}),
                 )
+                self._publish_board(effect.agent_id, now)
             case ev.Withdraw():
                 contact = self.contacts.get(effect.contact_id)
                 if contact is not None:
@@ -537,6 +781,7 @@ class ContactCenter:
                     {"contact_id": effect.contact_id, "reason": effect.reason},
                     frozenset({effect.agent_id}),
                 )
+                self._publish_board(effect.agent_id, now)
             case ev.Connect():
                 contact = self.contacts.get(effect.contact_id)
                 if contact is None:
@@ -568,7 +813,12 @@ class ContactCenter:
                     {"contact_id": effect.contact_id, "deadline": to_iso(effect.deadline)},
                     frozenset({effect.agent_id}),
                 )
+                self._publish_board(effect.agent_id, now)
             case ev.Finish():
+                board = self._boards.setdefault(effect.agent_id, _AgentBoard())
+                day = self._site_day(now)
+                board.handled = board.handled + 1 if board.day == day else 1
+                board.day = day
                 self._publish_agent(effect.agent_id)
             case ev.ContactEnded():
                 contact = self.contacts.pop(effect.contact_id, None)
@@ -591,16 +841,29 @@ class ContactCenter:
             case ev.QueueLog():
                 self.stats.feed(effect)
                 self.intervals.feed(effect)
-                if effect.queue:
-                    self._publish(
-                        "queue", self._queue_figures(effect.queue, now), frozenset({SUPERVISORS})
-                    )
+                target = str(effect.data.get("target", ""))
+                contact = self.contacts.get(effect.contact_id)
+                if target in self.queues and contact is not None:
+                    # Moved or overflowed: it waits in the target queue from now on.
+                    contact.queue = target
+                for queue in dict.fromkeys((effect.queue, target)):
+                    if queue in self.queues:
+                        self._publish_queue(queue, now)
 
     async def _record(self, contact: Contact, outcome: str) -> None:
         """Every contact that ends becomes an interaction; a handled one also a ticket."""
         if contact.recorded:
             return
         contact.recorded = True
+        await self._record_contact(contact, outcome)
+        if contact.csat_score is not None:
+            # A survey answered before the contact was written: now its ticket gets it too.
+            await self.services.recorder.record(
+                records.INTERACTION_SCORED,
+                {"id": contact.contact_id, "csat_score": contact.csat_score},
+            )
+
+    async def _record_contact(self, contact: Contact, outcome: str) -> None:
         wrapup = contact.wrapup or {}
         agent = int(contact.agent_id) if contact.agent_id else None
         queue_id = None
@@ -626,6 +889,9 @@ class ContactCenter:
             "notes": wrapup.get("notes", ""),
             "transcript": [f"{m['at']} {m['from']}: {m['text']}" for m in contact.transcript],
             "end_reason": outcome,
+            "ivr_path": contact.ivr_path,
+            "recording_path": contact.recording_path,
+            "csat_score": contact.csat_score,
         }
         data: dict[str, Any] = {"interaction": interaction}
         if outcome == "done":

@@ -388,3 +388,26 @@ async def apply_queue_interval(conn: AsyncConnection, data: dict[str, Any]) -> d
 
 
 APPLIERS[QUEUE_INTERVAL] = apply_queue_interval
+
+
+INTERACTION_SCORED = "interaction.scored"
+
+
+async def apply_interaction_scored(conn: AsyncConnection, data: dict[str, Any]) -> dict[str, Any]:
+    """The caller's satisfaction score, on the interaction and on the tickets it belongs to."""
+    interactions, links, tickets = table(Interaction), table(TicketInteraction), table(Ticket)
+    found = await conn.execute(
+        update(interactions)
+        .where(interactions.c.id == data["id"])
+        .values(csat_score=data["csat_score"])
+    )
+    if found.rowcount == 0:
+        raise RecordRejected("no such interaction to score", "not_found")
+    linked = select(links.c.ticket_id).where(links.c.interaction_id == data["id"])
+    await conn.execute(
+        update(tickets).where(tickets.c.id.in_(linked)).values(csat_score=data["csat_score"])
+    )
+    return {"id": data["id"]}
+
+
+APPLIERS[INTERACTION_SCORED] = apply_interaction_scored

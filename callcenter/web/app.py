@@ -1,4 +1,4 @@
-"""The aiohttp application: REST API under /api/v1, health, metrics, websocket."""
+"""The aiohttp application: REST API under /api/v1, websockets, consoles, health, metrics."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from aiohttp import web
 
 from callcenter.cti.center import ContactCenter
 from callcenter.services import Services
-from callcenter.web import live, openapi
+from callcenter.voice.outbound import OutboundCalls
+from callcenter.web import live, openapi, pages
 from callcenter.web.api import OPENAPI, SERVICES, bind
 from callcenter.web.errors import errors_middleware
 from callcenter.web.live import CENTER, CHAT_LIMITS
 from callcenter.web.routes import api, system
+from callcenter.web.routes.calls import OUTBOUND
 from callcenter.web.throttle import RateLimiter
 
 API_PREFIX = "/api/v1"
@@ -45,13 +47,17 @@ async def security_headers(
     return response
 
 
-def create_app(services: Services, center: ContactCenter) -> web.Application:
+def create_app(
+    services: Services, center: ContactCenter, outbound: OutboundCalls | None = None
+) -> web.Application:
     app = web.Application(
         client_max_size=services.settings.http.max_body_bytes,
         middlewares=[metrics_middleware, security_headers, errors_middleware],
     )
     app[SERVICES] = services
     app[CENTER] = center
+    if outbound is not None:
+        app[OUTBOUND] = outbound
     chat = services.settings.chat
     app[CHAT_LIMITS] = (
         RateLimiter(chat.max_new_per_minute),
@@ -66,4 +72,5 @@ def create_app(services: Services, center: ContactCenter) -> web.Application:
     app.router.add_get("/healthz", system.healthz)
     app.router.add_get("/metrics", system.metrics)
     app[OPENAPI] = openapi.build(api.routes, API_PREFIX)
+    pages.add_routes(app, services.settings.http.console_directory)
     return app

@@ -28,6 +28,8 @@ from callcenter.cti.feed import Replay
 from callcenter.cti.screen_pop import Identity, screen_pop
 from callcenter.store.models import TICKET_CATEGORIES, TICKET_PRIORITIES, DispositionCode
 from callcenter.store.recorder import is_transient
+from callcenter.voice.calls import CallManager
+from callcenter.voice.monitor import MODES, Monitor
 from callcenter.web.api import ROLE_RANK, SERVICES
 from callcenter.web.auth import Principal, authenticate
 from callcenter.web.errors import ApiError
@@ -254,6 +256,10 @@ WRAPUP_TICKET = obj(
 )
 
 
+#: Call controls an agent's console may send (docs/protocols.md).
+CALL_ACTIONS = ("hangup", "hold", "resume", "mute", "unmute", "dtmf", "transfer")
+
+
 def _agent_schemas(chars: int) -> dict[str, Obj]:
     ref = Str(max_length=64)
     return {
@@ -268,6 +274,14 @@ def _agent_schemas(chars: int) -> dict[str, Obj]:
         "message": obj(("contact_id", "text"), contact_id=CONTACT, text=_text(chars), ref=ref),
         "typing": obj(("contact_id",), contact_id=CONTACT, ref=ref),
         "end": obj(("contact_id",), contact_id=CONTACT, ref=ref),
+        "call": obj(
+            ("contact_id", "action"),
+            contact_id=CONTACT,
+            action=Str(choices=CALL_ACTIONS),
+            digits=Str(max_length=32, min_length=1, pattern=r"[0-9*#A-Da-d]+"),
+            queue=Str(max_length=64, min_length=1),
+            ref=ref,
+        ),
         "wrapup": obj(
             ("contact_id", "disposition"),
             contact_id=CONTACT,
@@ -276,6 +290,7 @@ def _agent_schemas(chars: int) -> dict[str, Obj]:
             ticket=WRAPUP_TICKET,
             ref=ref,
         ),
+        "viewing": obj(("ticket_id",), ticket_id=Str(max_length=36), ref=ref),
         "ping": obj(ref=ref),
     }
 
@@ -313,6 +328,10 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
                 center.typing(body["contact_id"], "agent", agent)
             elif kind == "end":
                 await center.end_by_agent(agent, body["contact_id"])
+            elif kind == "call":
+                await center.call_control(agent, body["contact_id"], body["action"], body)
+            elif kind == "viewing":
+                center.view_ticket(outbox, agent, principal.username, body["ticket_id"])
             elif kind == "wrapup":
                 if not await _valid_disposition(request, body["disposition"]):
                     raise ContactError("invalid_disposition", "unknown disposition code")
@@ -342,8 +361,29 @@ SUPERVISOR_SCHEMAS = {
         queue=Str(max_length=64),
         ref=Str(max_length=64),
     ),
+    "monitor": obj(
+        ("contact_id", "mode"),
+        contact_id=CONTACT,
+        mode=Str(choices=tuple(MODES)),
+        ref=Str(max_length=64),
+    ),
+    "monitor_stop": obj(("contact_id",), contact_id=CONTACT, ref=Str(max_length=64)),
     "ping": obj(ref=Str(max_length=64)),
 }
+
+
+def _monitor(center: ContactCenter) -> Monitor | None:
+    """Listening in on calls: there when telephony is on."""
+    calls = center.voice_calls
+    return calls.monitor if isinstance(calls, CallManager) else None
+
+
+def _monitoring(monitor: Monitor | None, center: ContactCenter, contact_id: str) -> Monitor:
+    if monitor is not None:
+        return monitor
+    if contact_id in center.contacts:
+        raise ContactError("not_a_call", "this contact is not a call")
+    raise ContactError("unknown_contact", "no such contact")
 
 
 async def supervisor_socket(request: web.Request) -> web.StreamResponse:
@@ -354,23 +394,45 @@ async def supervisor_socket(request: web.Request) -> web.StreamResponse:
     socket, outbox, principal, hello = opened
     services, center = request.app[SERVICES], request.app[CENTER]
     user = str(principal.user_id)
+    monitor = _monitor(center)
     try:
         await _greet(center, outbox, principal, hello, center.supervisor_snapshot)
+        if monitor is not None:
+            monitor.watch(principal.user_id, outbox)
 
         async def act(kind: str, body: dict[str, Any]) -> None:
+            detail: dict[str, Any] | None = None
             if kind == "agent_presence":
+                if not center.is_joined(body["agent_id"]):
+                    # Only agents who have opened a console are routed and shown.
+                    raise ContactError("unknown_agent", "no such agent on the wallboard")
                 await center.set_presence(
                     body["agent_id"], body["presence"], body.get("reason", "supervisor")
                 )
             elif kind == "move":
                 await center.move(body["contact_id"], body["queue"])
+            elif kind == "monitor":
+                listening = _monitoring(monitor, center, body["contact_id"])
+                rung = await listening.start(body["contact_id"], principal.user_id, body["mode"])
+                detail = {"mode": body["mode"], "started": rung}
+            elif kind == "monitor_stop":
+                _monitoring(monitor, center, body["contact_id"]).stop(
+                    body["contact_id"], principal.user_id
+                )
             target = body.get("agent_id") or body.get("contact_id", "")
             await services.audit(
-                principal.user_id, principal.username, f"live.{kind}", target, request.remote or ""
+                principal.user_id,
+                principal.username,
+                f"live.{kind}",
+                target,
+                request.remote or "",
+                detail,
             )
 
         await _serve(socket, outbox, SUPERVISOR_SCHEMAS, act)
     finally:
+        if monitor is not None:
+            monitor.unwatch(principal.user_id, outbox)
         center.detach(outbox, user)
         services.sockets.remove(principal.user_id, socket)
         await outbox.close()
@@ -547,6 +609,12 @@ def _resume(center: ContactCenter, outbox: WsOutbox, body: dict[str, Any]) -> Co
         contact.grace = None
     contact.customer = outbox
     outbox.push(
-        {"type": "resumed", "contact_id": contact.contact_id, "transcript": contact.transcript}
+        {
+            "type": "resumed",
+            "contact_id": contact.contact_id,
+            "transcript": contact.transcript,
+            # The agent may have joined while the customer was away.
+            "agent_name": center.agent_name(contact.agent_id),
+        }
     )
     return contact

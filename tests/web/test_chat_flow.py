@@ -325,7 +325,7 @@ async def test_customer_resumes_within_the_grace_period(
         contact_id, token = queued["contact_id"], queued["resume_token"]
         await agent.type("offer", contact_id=contact_id)
         await agent.send(type="accept", contact_id=contact_id)
-        await customer.type("agent_joined")
+        joined = await customer.type("agent_joined")
         await customer.ws.close()  # the page reloads
         await agent.send(type="message", contact_id=contact_id, text="still there?", ref="m")
         await agent.type("ok", ref="m")
@@ -340,6 +340,7 @@ async def test_customer_resumes_within_the_grace_period(
         await back.send(type="resume", contact_id=contact_id, resume_token=token)
         resumed = await back.type("resumed")
         assert [m["text"] for m in resumed["transcript"]] == ["hi", "still there?"]
+        assert resumed["agent_name"] == joined["agent_name"] != ""
         await agent.send(type="message", contact_id=contact_id, text="welcome back")
         assert (await back.type("message"))["text"] == "welcome back"
         await back.send(type="message", text="thanks")

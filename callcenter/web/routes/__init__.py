@@ -7,6 +7,7 @@ api = Api()
 # Importing the modules registers their routes on ``api``.
 from callcenter.web.routes import (  # noqa: E402
     callbacks,
+    calls,
     customers,
     interactions,
     queues,
@@ -22,6 +23,7 @@ from callcenter.web.routes import (  # noqa: E402
 __all__ = [
     "api",
     "callbacks",
+    "calls",
     "customers",
     "interactions",
     "queues",

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import select
 
 from callcenter.clock import to_iso
 from callcenter.store.models import CHANNELS, Interaction, TicketInteraction
-from callcenter.web.api import Call, one
+from callcenter.web.api import ROLE_RANK, Call, one
+from callcenter.web.errors import ApiError
 from callcenter.web.paging import PAGING, paginate, where_equal
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, Time, obj
@@ -99,3 +103,30 @@ async def get_interaction(call: Call) -> Any:
         out = interaction_json(found)
         out["ticket_ids"] = list(tickets)
     return out
+
+
+@api.route(
+    "GET",
+    "/interactions/{interaction_id}/recording",
+    summary="A call's recording (WAV: caller left, agent right); agents hear their own calls",
+    tag="interactions",
+    role="agent",
+    errors=(403, 404),
+)
+async def get_recording(call: Call) -> Any:
+    interaction_id = call.path_str("interaction_id", 36)
+    async with call.services.sessions() as db:
+        found = await one(db, Interaction, interaction_id, "interaction")
+    if found.recording_path is None:
+        raise ApiError(404, "not_found", "this interaction has no recording")
+    user = call.user
+    if ROLE_RANK[user.role] < ROLE_RANK["supervisor"] and found.agent_id != user.user_id:
+        raise ApiError(403, "forbidden", "agents may hear only their own calls")
+    path = Path(found.recording_path)
+    if not await asyncio.to_thread(path.is_file):
+        raise ApiError(404, "not_found", "the recording file is missing")
+    # Listening to a call is itself on record.
+    await call.audit("recording.play", f"interaction:{interaction_id}")
+    return web.FileResponse(
+        path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, no-store"}
+    )

@@ -1,0 +1,1 @@
+"""SIP: messages, transactions, dialogs, digest authentication, SDP (sans-I/O), transports."""

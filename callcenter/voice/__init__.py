@@ -1,0 +1,1 @@
+"""Calls through the contact center: SIP registrations, call legs, IVR, queues and bridging."""
