@@ -54,6 +54,20 @@ WAITING_SHOWN = 20
 #: Delay before the queues' agent counts are redone after agents change: a
 #: burst of changes is counted once (each count walks every agent per queue).
 RECOUNT_SECONDS = 0.5
+#: The queue of contacts meant for one agent: a call transferred to an agent,
+#: or an agent's consultation call. It asks no skill of its own; each of its
+#: contacts asks for the agent's personal skill, which only that agent has, so
+#: the router keeps the agent's capacity and presence rules for these calls too.
+DIRECT_QUEUE = "direct"
+#: Seconds an agent's phone rings for a transfer or consultation before it is
+#: given up, and the direct queue's wrap-up time.
+DIRECT_RING_SECONDS = 30.0
+DIRECT_WRAPUP_SECONDS = 30.0
+
+
+def personal_skill(agent: str) -> str:
+    """The skill only ``agent`` has: what a contact for that agent alone asks for."""
+    return f"agent:{agent}"
 
 
 class Outbox(Protocol):
@@ -269,6 +283,16 @@ class ContactCenter:
             self.stats.thresholds[q.name] = q.sl_threshold_seconds
             self._sl_goals[q.name] = q.sl_target_percent / 100
             await self.engine.submit(QueueConfigured(rules))
+        # Transfers to an agent go ahead of the agent's other queues.
+        direct = QueueRules(
+            name=DIRECT_QUEUE,
+            priority=10,
+            wrapup_seconds=DIRECT_WRAPUP_SECONDS,
+            offer_timeout_seconds=DIRECT_RING_SECONDS,
+        )
+        self.queues[DIRECT_QUEUE] = direct
+        self.stats.thresholds.setdefault(DIRECT_QUEUE, 20)
+        await self.engine.submit(QueueConfigured(direct))
 
     def spawn(self, coro: Any) -> None:
         """Run ``coro`` in the background, kept until it ends (awaited at stop)."""
@@ -373,7 +397,22 @@ class ContactCenter:
     async def _submit_profile(self, agent: str) -> None:
         skills, chats = self._profiles[agent]
         voice = 1 if agent in self._voice_reachable or not self.voice_needs_phone else 0
+        skills = {**skills, personal_skill(agent): 1}
         await self.engine.submit(ev.AgentJoined(agent, skills, {"voice": voice, "chat": chats}))
+
+    def free_for_call(self, agent: str) -> bool:
+        """Whether ``agent`` could take a call now: joined, phone registered when
+        calls need one, available, and holding no contact."""
+        if agent not in self._agents_joined:
+            return False
+        if self.voice_needs_phone and agent not in self._voice_reachable:
+            return False
+        try:
+            presence, _ = self.router.agent_presence(agent)
+            load = self.router.agent_load(agent)
+        except KeyError:
+            return False
+        return presence == "available" and not any(load.values())
 
     async def set_presence(self, agent: str, presence: str, reason: str = "") -> None:
         if presence not in ("available", "away", "offline"):
@@ -591,8 +630,19 @@ class ContactCenter:
 
     # -- contacts --------------------------------------------------------------
 
-    async def arrive(self, contact: Contact, tier: str | None, first_message: str = "") -> None:
-        """Queue ``contact``; a chat's opening message is recorded before any offer shows it."""
+    async def arrive(
+        self,
+        contact: Contact,
+        tier: str | None,
+        first_message: str = "",
+        *,
+        skills: dict[str, int] | None = None,
+    ) -> None:
+        """Queue ``contact``; a chat's opening message is recorded before any offer shows it.
+
+        ``skills`` are asked of the agent beyond the queue's own (an agent's
+        personal skill, for a contact meant for that agent).
+        """
         if contact.queue not in self.queues:
             raise ContactError("unknown_queue", f"no queue {contact.queue}")
         self.contacts[contact.contact_id] = contact
@@ -604,6 +654,7 @@ class ContactCenter:
                 contact.queue,
                 contact.channel,
                 tier=tier,
+                skills=skills or {},
                 waiting_since=contact.arrived_at,
             )
         )
@@ -724,8 +775,12 @@ class ContactCenter:
             raise ContactError("not_a_call", "this contact is not a call")
         state = await self.voice_calls.control(contact_id, action, body)
         if state:
-            # Through the feed, so a console that reconnects sees the call as it is.
-            self._publish("call_state", {"contact_id": contact_id, **state}, frozenset({agent}))
+            self.call_state(agent, contact_id, state)
+
+    def call_state(self, agent: str, contact_id: str, state: dict[str, Any]) -> None:
+        """Tell the agent's consoles how its call is (held, muted, a consultation)."""
+        # Through the feed, so a console that reconnects sees the call as it is.
+        self._publish("call_state", {"contact_id": contact_id, **state}, frozenset({agent}))
 
     async def end_by_agent(self, agent: str, contact_id: str) -> None:
         contact = self._mine(agent, contact_id)

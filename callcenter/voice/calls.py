@@ -62,6 +62,7 @@ from callcenter.voice.dialog import Dialog
 from callcenter.voice.leg import Leg, NoCommonCodec
 from callcenter.voice.monitor import Monitor
 from callcenter.voice.service import VoiceService
+from callcenter.voice.transfer import Consult, Transfers
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,12 @@ class Call:
     #: Held or muted from the agent's console.
     held: bool = False
     muted: bool = False
+    #: The agent's consultation with another agent, while the caller holds.
+    consult: Consult | None = None
+
+
+#: Call controls that act on a consultation (callcenter.voice.transfer).
+CONSULT_ACTIONS = ("consult", "complete", "conference", "cancel_consult")
 
 
 class CallManager:
@@ -157,6 +164,7 @@ class CallManager:
         # closed: for legs joined to it from outside this module (a supervisor).
         self.on_leaving: list[Callable[[Call], None]] = []
         self.monitor = Monitor(self, vs.monitor_ring_seconds)
+        self.transfers = Transfers(self)
         voice.calls = self
         center.voice_calls = self
 
@@ -683,6 +691,8 @@ class CallManager:
         | router_events.Connect
         | router_events.ContactEnded,
     ) -> None:
+        if self.transfers.routed(effect):
+            return
         call = self.by_contact.get(effect.contact_id)
         if call is None:
             return
@@ -765,6 +775,12 @@ class CallManager:
         call.prompts.clear()
         call.prompting = False
         self._stop_player(call)
+        self._connect_media(call)
+        self._event(call, ivr.AgentAnswered(call.agent_id or ""))
+
+    def _connect_media(self, call: Call) -> None:
+        """Bridge the caller to the call's agent, recorded under the call's contact."""
+        assert call.agent is not None
         self.recordings.mkdir(parents=True, exist_ok=True)
         path = self.recordings / f"{call.contact_id}.wav"
         call.recorder = CallRecorder(path)
@@ -773,7 +789,6 @@ class CallManager:
             contact.recording_path = str(path)
         call.caller.port.on_audio = None
         call.bridge = Bridge(call.caller.port, call.agent.port, call.recorder)
-        self._event(call, ivr.AgentAnswered(call.agent_id or ""))
 
     # -- call controls from the console -------------------------------------------------
 
@@ -785,8 +800,11 @@ class CallManager:
         # The controls act on the two-party bridge: a supervisor on the call leaves first.
         self.monitor.release(contact_id, "agent_control")
         call = self.by_contact.get(contact_id)
-        if call is None or call.bridge is None or call.agent is None:
+        if call is None or call.agent is None or (call.bridge is None and call.consult is None):
             raise ContactError("not_connected", "the call is not connected")
+        if call.consult is not None or action in CONSULT_ACTIONS:
+            return await self._consult_control(call, action, body)
+        assert call.bridge is not None
         bridge, caller = call.bridge, call.caller.port
         if action == "hangup":
             await self._end(call, "agent_hung_up")
@@ -816,14 +834,76 @@ class CallManager:
             if not call.held and not call.muted and bridge.is_held(caller):
                 bridge.resume(caller)
         elif action == "transfer":
-            await self._transfer(call, body.get("queue", ""))
-            return {"transferred_to": body.get("queue", "")}
+            if body.get("agent"):
+                target = self.transfers.target(call, body)
+                await self.transfers.blind(call, target)
+                return {"transferred_to_agent": target}
+            queue = body.get("queue", "")
+            if queue not in self.center.queues:
+                raise ContactError("unknown_queue", f"no queue {queue}")
+            await self.requeue(call, queue)
+            return {"transferred_to": queue}
         return {"held": call.held, "muted": call.muted}
 
-    async def _transfer(self, call: Call, queue: str) -> None:
+    async def _consult_control(
+        self, call: Call, action: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The controls of a call with a consultation, or starting one."""
+        transfers = self.transfers
+        if action == "consult":
+            if call.consult is not None:
+                raise ContactError("consulting", "a consultation is already going on")
+            if call.held or call.muted or call.on_hold:
+                raise ContactError("on_hold", "take the call off hold first")
+            return await transfers.consult(call, transfers.target(call, body))
+        if action == "complete":
+            return await transfers.complete(call)
+        if action == "conference":
+            return transfers.conference(call)
+        if action == "cancel_consult":
+            return transfers.cancel(call)
+        if action == "hangup":
+            # Leaving an answered consultation hands the caller over, as on the phone.
+            if not await transfers.first_agent_left(call):
+                await self._end(call, "agent_hung_up")
+            return {}
+        raise ContactError("consulting", "end the consultation first")
+
+    def follow_up_contact(
+        self,
+        call: Call,
+        old: Contact | None,
+        queue: str,
+        contact_id: str,
+        note: dict[str, str] | None = None,
+    ) -> Contact:
+        """The contact that carries the caller on after ``old``: same customer and pop."""
+        pop = dict(old.pop) if old else {"verified": False, "customer": None, "collected": {}}
+        collected = {**(old.collected if old else {}), **(note or {})}
+        pop["collected"] = {**pop.get("collected", {}), **(note or {})}
+        contact = Contact(
+            contact_id=contact_id,
+            channel="voice",
+            queue=queue,
+            pop=pop,
+            remote_identity=call.caller_id,
+            arrived_at=self.center.clock(),
+            customer_name=old.customer_name if old else call.caller_id,
+            customer_id=old.customer_id if old else None,
+            collected=collected,
+        )
+        contact.ivr_path = list(call.interpreter.path)
+        return contact
+
+    async def requeue(
+        self,
+        call: Call,
+        queue: str,
+        *,
+        skills: dict[str, int] | None = None,
+        note: dict[str, str] | None = None,
+    ) -> None:
         """Blind transfer: the agent's contact ends (wrap-up), a new one waits in ``queue``."""
-        if queue not in self.center.queues:
-            raise ContactError("unknown_queue", f"no queue {queue}")
         old = self.center.contacts.get(call.contact_id)
         assert call.bridge is not None and call.agent is not None
         call.bridge.close()
@@ -836,23 +916,51 @@ class CallManager:
         call.held = call.muted = False
         self.by_contact.pop(call.contact_id, None)
         await self.center.leave(call.contact_id)
-        call.contact_id = str(uuid.uuid4())
+        contact = self.follow_up_contact(call, old, queue, str(uuid.uuid4()), note)
+        call.contact_id = contact.contact_id
         self.by_contact[call.contact_id] = call
-        contact = Contact(
-            contact_id=call.contact_id,
-            channel="voice",
-            queue=queue,
-            pop=old.pop if old else {"verified": False, "customer": None, "collected": {}},
-            remote_identity=call.caller_id,
-            arrived_at=self.center.clock(),
-            customer_name=old.customer_name if old else call.caller_id,
-            customer_id=old.customer_id if old else None,
-            collected=dict(old.collected) if old else {},
-        )
-        contact.ivr_path = list(call.interpreter.path)
         log.info("call transferred to queue %s as %s", queue, call.contact_id)
-        await self.center.arrive(contact, None)
+        await self.center.arrive(contact, None, skills=skills)
         self._play_music(call)
+
+    async def hand_over(self, call: Call, leg: Leg, agent_id: str, contact_id: str) -> None:
+        """Another agent, already talking on ``leg`` for ``contact_id``, takes the caller:
+        the first agent's part ends (wrap-up, its recording closed)."""
+        old_contact, old_leg = call.contact_id, call.agent
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
+        if call.recorder is not None:
+            recorder, call.recorder = call.recorder, None
+            self._spawn(self._close_recorder(call, recorder))
+        self.by_contact.pop(old_contact, None)
+        call.contact_id = contact_id
+        self.by_contact[contact_id] = call
+        call.agent, call.agent_id = leg, agent_id
+        call.held = call.muted = False
+        self._stop_player(call)
+        self._connect_media(call)
+        log.info("call %s handed over to agent %s as %s", old_contact, agent_id, contact_id)
+        await self.center.leave(old_contact)
+        if old_leg is not None:
+            self._spawn(self._drop_agent(old_leg))
+
+    def hold_music(self, call: Call) -> None:
+        """The caller hears music on hold until :meth:`stop_music`."""
+        self._stop_player(call)
+        music = call.music or self._music(call.caller.port.encoding)
+        call.player = Player(call.caller.port, self.clock, music, loop=True)
+        call.player.start()
+
+    def stop_music(self, call: Call) -> None:
+        self._stop_player(call)
+
+    def talk_again(self, call: Call) -> None:
+        """After a consultation: the caller and the call's agent are bridged again."""
+        if call.ended or call.agent is None or call.bridge is not None or call.consult:
+            return
+        self._stop_player(call)
+        call.bridge = Bridge(call.caller.port, call.agent.port, call.recorder)
 
     # -- hanging up ----------------------------------------------------------------------
 
@@ -869,6 +977,8 @@ class CallManager:
         The flow decides what follows (a satisfaction survey, or goodbye); a
         flow with nothing after the queue hangs up.
         """
+        if await self.transfers.first_agent_left(call):
+            return  # the consulted agent has the caller now
         for listener in self.on_leaving:
             listener(call)
         agent = call.agent
@@ -897,6 +1007,7 @@ class CallManager:
         if call.ended:
             return
         call.ended = True
+        self.transfers.call_ended(call)
         for listener in self.on_leaving:
             listener(call)
         if call.timer is not None:

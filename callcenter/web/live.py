@@ -257,7 +257,19 @@ WRAPUP_TICKET = obj(
 
 
 #: Call controls an agent's console may send (docs/protocols.md).
-CALL_ACTIONS = ("hangup", "hold", "resume", "mute", "unmute", "dtmf", "transfer")
+CALL_ACTIONS = (
+    "hangup",
+    "hold",
+    "resume",
+    "mute",
+    "unmute",
+    "dtmf",
+    "transfer",
+    "consult",
+    "complete",
+    "conference",
+    "cancel_consult",
+)
 
 
 def _agent_schemas(chars: int) -> dict[str, Obj]:
@@ -280,6 +292,7 @@ def _agent_schemas(chars: int) -> dict[str, Obj]:
             action=Str(choices=CALL_ACTIONS),
             digits=Str(max_length=32, min_length=1, pattern=r"[0-9*#A-Da-d]+"),
             queue=Str(max_length=64, min_length=1),
+            agent=Str(max_length=20, min_length=1, pattern=r"[0-9]+"),
             ref=ref,
         ),
         "wrapup": obj(

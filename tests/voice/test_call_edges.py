@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +45,6 @@ async def support_queue(client: ApiClient) -> None:
     await client.login("super")
     made = await client.post("/api/v1/queues", {"name": "support", "wrapup_seconds": 30})
     assert made.status == 201, made.body
-
-
-@pytest.fixture(autouse=True)
-async def phones() -> AsyncIterator[list[Sipp]]:
-    """The agent phones a test starts: any still running at its end is stopped and reaped."""
-    started: list[Sipp] = []
-    yield started
-    for phone in started:
-        if phone.process is not None and phone.process.returncode is None:
-            phone.process.kill()
-            await phone.finish()
 
 
 async def agent_phone(

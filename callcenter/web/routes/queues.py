@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from callcenter.cti.center import DIRECT_QUEUE
 from callcenter.store.models import STRATEGIES, Queue
 from callcenter.store.queues import queue_json, save_queue
 from callcenter.store.users import UserInputError
@@ -74,6 +75,11 @@ async def list_queues(call: Call) -> Any:
 )
 async def create_queue(call: Call) -> Any:
     _levels(call.body.get("skills"))
+    if call.body["name"] == DIRECT_QUEUE:
+        # The router's own queue of calls transferred to one agent.
+        raise ApiError(
+            409, "conflict", "is reserved for transfers to an agent", {"field": "body.name"}
+        )
     async with call.services.sessions() as db:
         try:
             queue = await save_queue(db, call.body)

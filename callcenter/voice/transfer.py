@@ -1,0 +1,356 @@
+"""Calls handed from one agent to another: blind and warm transfers, three-way calls.
+
+A call meant for one agent waits in the router's direct queue asking for
+that agent's personal skill (:data:`~callcenter.cti.center.DIRECT_QUEUE`),
+so the agent's capacity, presence and no-answer rules hold for it as for
+any call, and the agent's console gets the offer with the customer's screen
+pop while the phone rings.
+
+``transfer`` to an agent (blind): the transferring agent's part ends at
+once (wrap-up, its interaction and recording), and the caller, hearing
+music, waits for the other agent as a new contact.
+
+``consult`` an agent (warm): the caller is held with music and the
+consulted agent's phone rings for a contact of its own (the consultation).
+Once it answers, the two agents talk, unheard by the caller. Then:
+
+==============  ========================================================
+``complete``    the caller talks to the consulted agent, whose contact
+                becomes the call's; the first agent's part ends (as when
+                the first agent hangs up during the consultation)
+``conference``  all three talk (the recording keeps the caller and the
+                first agent); the first agent hanging up leaves the other
+                two talking, the consulted agent hanging up leaves the
+                first two
+``cancel``      the consultation ends (as when the consulted agent hangs
+                up) and the first agent is back with the caller
+==============  ========================================================
+
+A consultation the other agent does not answer, or declines, ends by
+itself; the first agent's console hears of every step through
+``call_state`` messages with a ``consult`` object (docs/protocols.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from callcenter.acd import events as router_events
+from callcenter.cti.center import DIRECT_QUEUE, ContactError, personal_skill
+from callcenter.media.bridge import Bridge
+from callcenter.media.mixer import Mixer
+from callcenter.media.recorder import Side
+from callcenter.sip.endpoint import Peer, ServerRequest
+from callcenter.sip.message import Response
+from callcenter.voice.dialog import Dialog
+from callcenter.voice.leg import Leg
+
+if TYPE_CHECKING:
+    from callcenter.voice.calls import Call, CallManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Consult:
+    """An agent's consultation call with another agent, while the caller holds."""
+
+    call: Call
+    #: The consulted agent, and the consultation's own contact (in the direct queue).
+    target: str
+    contact_id: str
+    leg: Leg | None = None
+    #: The two agents talking, or all three in a conference.
+    bridge: Bridge | None = None
+    mixer: Mixer | None = None
+    ended: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.ended:
+            return "ended"
+        if self.mixer is not None:
+            return "conference"
+        return "talking" if self.bridge is not None else "ringing"
+
+
+class Transfers:
+    """See the module docstring; made by the :class:`CallManager`, one per server."""
+
+    def __init__(self, calls: CallManager) -> None:
+        self.calls = calls
+        self.center = calls.center
+        #: Consultations by their contact id, and those answered by their dialog's key.
+        self.consults: dict[str, Consult] = {}
+        self._dialogs: dict[tuple[str, str, str], Consult] = {}
+        calls.voice.dialogs.append(self)
+
+    # -- from the first agent's console ---------------------------------------------
+
+    def target(self, call: Call, body: dict[str, Any]) -> str:
+        """The agent named in ``body``, if that agent could take the call now."""
+        raw = body.get("agent")
+        target = str(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else ""
+        if not target.isdigit() or not self.center.is_joined(target):
+            raise ContactError("unknown_agent", "no such agent is signed in")
+        if target == call.agent_id:
+            raise ContactError("same_agent", "the call is yours already")
+        if not self.center.free_for_call(target):
+            raise ContactError("agent_unavailable", "that agent cannot take a call now")
+        return target
+
+    async def blind(self, call: Call, target: str) -> None:
+        """The caller waits for ``target`` alone; the first agent's part ends now."""
+        await self.calls.requeue(
+            call,
+            DIRECT_QUEUE,
+            skills={personal_skill(target): 1},
+            note=self._note(call),
+        )
+
+    async def consult(self, call: Call, target: str) -> dict[str, Any]:
+        if call.consult is not None:
+            raise ContactError("consulting", "a consultation is already going on")
+        assert call.bridge is not None and call.agent is not None
+        old = self.center.contacts.get(call.contact_id)
+        contact = self.calls.follow_up_contact(
+            call, old, DIRECT_QUEUE, str(uuid.uuid4()), self._note(call)
+        )
+        consult = Consult(call, target, contact.contact_id)
+        call.consult = consult
+        self.consults[consult.contact_id] = consult
+        call.bridge.close()
+        call.bridge = None
+        self.calls.hold_music(call)
+        log.info("call %s: agent %s consults agent %s", call.contact_id, call.agent_id, target)
+        try:
+            await self.center.arrive(contact, None, skills={personal_skill(target): 1})
+        except ContactError:
+            self._finish(consult, "failed")
+            raise
+        return self._state(consult)
+
+    async def complete(self, call: Call) -> dict[str, Any]:
+        """The consulted agent takes the caller; the first agent's part ends."""
+        consult = self._answered(call)
+        await self._hand_over(consult)
+        return {"consult": {"state": "completed", "agent_id": consult.target}}
+
+    def conference(self, call: Call) -> dict[str, Any]:
+        consult = self._answered(call)
+        if consult.mixer is None:
+            assert consult.bridge is not None and consult.leg is not None
+            assert call.agent is not None
+            consult.bridge.close()
+            consult.bridge = None
+            self.calls.stop_music(call)
+            mixer = Mixer(self.calls.clock, recorder=call.recorder)
+            mixer.add(call.caller.port, side=Side.CALLER)
+            mixer.add(call.agent.port, side=Side.AGENT)
+            mixer.add(consult.leg.port)
+            consult.mixer = mixer
+            log.info("call %s: conference with agent %s", call.contact_id, consult.target)
+        return self._state(consult)
+
+    def cancel(self, call: Call) -> dict[str, Any]:
+        consult = call.consult
+        if consult is None:
+            raise ContactError("not_consulting", "there is no consultation")
+        self._finish(consult, "cancelled")
+        return {"consult": {"state": "ended", "reason": "cancelled"}}
+
+    # -- the call layer's hooks --------------------------------------------------------
+
+    async def first_agent_left(self, call: Call) -> bool:
+        """The first agent hung up: an answered consultation takes the call (True)."""
+        consult = call.consult
+        if consult is None:
+            return False
+        if consult.state in ("talking", "conference"):
+            await self._hand_over(consult)
+            return True
+        self._finish(consult, "cancelled")
+        return False
+
+    def call_ended(self, call: Call) -> None:
+        if call.consult is not None:
+            self._finish(call.consult, "call_ended")
+
+    def routed(
+        self,
+        effect: router_events.Offer
+        | router_events.Withdraw
+        | router_events.Connect
+        | router_events.ContactEnded,
+    ) -> bool:
+        """The router's word on a consultation's contact (True if it was one)."""
+        consult = self.consults.get(effect.contact_id)
+        if consult is None:
+            return False
+        match effect:
+            case router_events.Offer():
+                self.calls._spawn(self._ring(consult, effect.agent_id))
+            case router_events.Withdraw():
+                if consult.leg is not None and consult.leg.dialog is None:
+                    consult.leg.cancel()
+            case router_events.Connect():
+                self._talk(consult)
+            case router_events.ContactEnded():
+                self._finish(consult, effect.outcome)
+        return True
+
+    # -- requests within the consulted agents' dialogs ---------------------------------
+
+    def in_dialog(self, server: ServerRequest) -> bool:
+        request = server.request
+        if request.to_addr.tag is None:
+            return False
+        consult = self._dialogs.get(Dialog.key_of(request))
+        if consult is None or consult.leg is None:
+            return False
+        if consult.leg.receive(server) == "bye":
+            self._finish(consult, "hung_up")
+        return True
+
+    def stray_response(self, response: Response, peer: Peer) -> None:
+        """A 2xx to our INVITE again, our ACK lost: ACK again (RFC 3261 13.2.2.4)."""
+        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+            return
+        for consult in self.consults.values():
+            leg = consult.leg
+            if leg is not None and leg.dialog and leg.dialog.call_id == response.call_id:
+                leg.send_ack(response)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _note(self, call: Call) -> dict[str, str]:
+        """What the next agent's screen pop says of where the call comes from."""
+        return {"transferred_by": self.center.agent_name(call.agent_id)}
+
+    @staticmethod
+    def _answered(call: Call) -> Consult:
+        consult = call.consult
+        if consult is None:
+            raise ContactError("not_consulting", "there is no consultation")
+        if consult.state not in ("talking", "conference"):
+            raise ContactError("consult_not_answered", "the other agent has not answered yet")
+        return consult
+
+    def _state(self, consult: Consult, reason: str = "") -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "state": consult.state,
+            "agent_id": consult.target,
+            "agent_name": self.center.agent_name(consult.target),
+        }
+        if reason:
+            state["reason"] = reason
+        return {"consult": state}
+
+    def _tell(self, consult: Consult, reason: str = "") -> None:
+        call = consult.call
+        if call.agent_id is not None:
+            self.center.call_state(call.agent_id, call.contact_id, self._state(consult, reason))
+
+    async def _ring(self, consult: Consult, agent_id: str) -> None:
+        contact = self.center.contacts.get(consult.contact_id)
+        if consult.ended or contact is None or agent_id not in contact.offered_to:
+            return  # withdrawn before this task ran
+        found = self.calls.voice.phone_of(int(agent_id))
+        if found is None:
+            self._finish(consult, "no_phone")
+            return
+        peer, target = found
+        call = consult.call
+        leg, final = await Leg.ring(
+            self.calls.endpoint,
+            self.calls.allocator,
+            self.calls.address,
+            call.caller.port.codec,
+            peer=peer,
+            target=target,
+            caller=f'"{self.center.agent_name(call.agent_id)}" <sip:consult@{self.calls.address}>',
+        )
+        consult.leg = leg
+        self._tell(consult)
+        response = await final
+        answered = 200 <= response.status < 300
+        if answered:
+            leg.answered(response)
+        if consult.ended:
+            if answered:
+                await leg.hang_up()
+            leg.close()
+            return
+        if not answered:
+            consult.leg = None
+            leg.close()
+            reason = "no_answer" if response.status in (408, 480, 487) else "declined"
+            self._finish(consult, reason)
+            return
+        assert leg.dialog is not None
+        self._dialogs[leg.dialog.key] = consult
+        try:
+            await self.center.accept(agent_id, consult.contact_id)
+        except ContactError:
+            self._finish(consult, "failed")
+
+    def _talk(self, consult: Consult) -> None:
+        call = consult.call
+        if consult.ended or consult.leg is None or call.agent is None:
+            return
+        consult.bridge = Bridge(call.agent.port, consult.leg.port)
+        self._tell(consult)
+        log.info("call %s: agents talking", call.contact_id)
+
+    async def _hand_over(self, consult: Consult) -> None:
+        """The caller goes to the consulted agent, whose contact becomes the call's."""
+        call = consult.call
+        assert consult.leg is not None
+        self._close_media(consult)
+        self.consults.pop(consult.contact_id, None)
+        if consult.leg.dialog is not None:
+            self._dialogs.pop(consult.leg.dialog.key, None)
+        call.consult = None
+        await self.calls.hand_over(call, consult.leg, consult.target, consult.contact_id)
+
+    def _close_media(self, consult: Consult) -> None:
+        if consult.bridge is not None:
+            consult.bridge.close()
+            consult.bridge = None
+        if consult.mixer is not None:
+            consult.mixer.close()
+            consult.mixer = None
+
+    def _finish(self, consult: Consult, reason: str) -> None:
+        """End the consultation: its leg hangs up, its contact leaves, the first agent
+        talks to the caller again (if both are still there)."""
+        if consult.ended:
+            return
+        consult.ended = True
+        call = consult.call
+        self._close_media(consult)
+        self.consults.pop(consult.contact_id, None)
+        if call.consult is consult:
+            call.consult = None
+        leg = consult.leg
+        if leg is not None:
+            if leg.dialog is not None:
+                self._dialogs.pop(leg.dialog.key, None)
+                self.calls._spawn(_hang_up(leg))
+            else:
+                leg.cancel()  # still ringing: the ring task closes it
+        if consult.contact_id in self.center.contacts:
+            self.calls._spawn(self.center.leave(consult.contact_id))
+        self.calls.talk_again(call)
+        self._tell(consult, reason)
+        log.info("call %s: consultation ended (%s)", call.contact_id, reason)
+
+
+async def _hang_up(leg: Leg) -> None:
+    try:
+        await leg.hang_up()
+    finally:
+        leg.close()
