@@ -163,8 +163,13 @@ function onEvent(event) {
     case "call_state": {
       const contact = state.contacts.get(event.contact_id);
       if (contact) {
-        contact.held = Boolean(event.held);
-        contact.muted = Boolean(event.muted);
+        if ("held" in event) contact.held = Boolean(event.held);
+        if ("muted" in event) contact.muted = Boolean(event.muted);
+        if (event.consult) {
+          const done = ["ended", "completed"].includes(event.consult.state);
+          contact.consult = done ? null : event.consult;
+          if (event.consult.state === "ended") toast(t("consult.ended", { reason: t(`consult.reason.${event.consult.reason || "hung_up"}`) }));
+        }
         if (state.selected === contact.id) renderConversation();
       }
       break;
@@ -495,6 +500,7 @@ function composer(contact) {
 // digits, transfers and hangs up through the server, which relays the media.
 function callControls(contact) {
   const controlled = (action, extra = {}) => command({ type: "call", contact_id: contact.id, action, ...extra });
+  if (contact.consult) return consultControls(contact, controlled);
   const pad = h(
     "div",
     { class: "dtmf-pad", role: "group", "aria-label": t("call.keypad") },
@@ -505,6 +511,9 @@ function callControls(contact) {
     { id: "transfer-queue", "aria-label": t("call.transfer_to") },
     (state.queues || []).map((q) => h("option", { value: q.name }, q.display_name || q.name)),
   );
+  const agent = h("select", { id: "transfer-agent", "aria-label": t("call.agent") }, h("option", { value: "" }, t("call.no_agent")));
+  freeAgents(agent);
+  const toAgent = (action) => agent.value && controlled(action, { agent: agent.value });
   return h(
     "div",
     { class: "call-controls", id: "call-controls" },
@@ -524,7 +533,46 @@ function callControls(contact) {
       target,
       h("button", { id: "call-transfer", onclick: () => controlled("transfer", { queue: target.value }) }, t("call.transfer")),
     ),
+    h(
+      "div",
+      { class: "transfer" },
+      h("label", { for: "transfer-agent" }, t("call.agent")),
+      agent,
+      h("button", { id: "agents-refresh", title: t("call.refresh"), "aria-label": t("call.refresh"), onclick: () => freeAgents(agent) }, "↻"),
+      h("button", { id: "call-consult", class: "primary", onclick: () => toAgent("consult") }, t("call.consult")),
+      h("button", { id: "call-transfer-agent", onclick: () => toAgent("transfer") }, t("call.transfer")),
+    ),
   );
+}
+
+// The consultation: the caller holds while this agent talks to another one.
+function consultControls(contact, controlled) {
+  const consult = contact.consult;
+  const talking = consult.state !== "ringing";
+  return h(
+    "div",
+    { class: "call-controls", id: "call-controls" },
+    h("p", { class: "call-status", id: "call-status" }, t(`consult.${consult.state}`, { name: consult.agent_name || consult.agent_id })),
+    h(
+      "div",
+      { class: "buttons" },
+      h("button", { id: "consult-complete", class: "primary", disabled: !talking, onclick: () => controlled("complete") }, t("consult.complete")),
+      h("button", { id: "consult-conference", disabled: !talking || consult.state === "conference", onclick: () => controlled("conference") }, t("consult.conference_button")),
+      h("button", { id: "consult-cancel", onclick: () => controlled("cancel_consult") }, t("consult.cancel")),
+      h("button", { id: "call-hangup", class: "danger", onclick: () => controlled("hangup") }, t("call.hangup")),
+    ),
+  );
+}
+
+// Fills the agent picker with the agents who could take a call right now.
+async function freeAgents(select) {
+  const found = await api("GET", "/agents/free").catch(() => ({ items: [] }));
+  const chosen = select.value;
+  select.replaceChildren(
+    h("option", { value: "" }, found.items.length ? t("call.pick_agent") : t("call.no_agent")),
+    ...found.items.map((a) => h("option", { value: String(a.id) }, a.name || String(a.id))),
+  );
+  select.value = found.items.some((a) => String(a.id) === chosen) ? chosen : "";
 }
 
 function insertText(input, contact, text) {

@@ -751,6 +751,9 @@ class ContactCenter:
     def is_joined(self, agent: str) -> bool:
         return agent in self._agents_joined
 
+    def joined_agents(self) -> list[str]:
+        return list(self._agents_joined)
+
     async def move(self, contact_id: str, queue: str) -> None:
         """A supervisor moves a waiting contact to another queue."""
         contact = self.contacts.get(contact_id)

@@ -11,6 +11,7 @@ from callcenter.voice.dialplan import DialError
 from callcenter.voice.outbound import OutboundCalls, OutboundError
 from callcenter.web.api import Call
 from callcenter.web.errors import ApiError
+from callcenter.web.live import CENTER
 from callcenter.web.routes import api
 from callcenter.web.schema import Int, Str, obj
 
@@ -66,3 +67,21 @@ async def place_call(call: Call) -> Any:
         "call.dial", f"number:{number}", {**detail, "outcome": "allowed", "call_id": call_id}
     )
     return {"id": call_id, "status": "ringing_agent"}
+
+
+@api.route(
+    "GET",
+    "/agents/free",
+    summary="Agents who could take a call now: whom a call may be transferred to",
+    tag="calls",
+    role="agent",
+)
+async def free_agents(call: Call) -> Any:
+    center = call.request.app[CENTER]
+    me = str(call.user.user_id)
+    free = [
+        {"id": int(agent), "name": center.agent_name(agent)}
+        for agent in center.joined_agents()
+        if agent != me and center.free_for_call(agent)
+    ]
+    return {"items": sorted(free, key=lambda a: (a["name"], a["id"]))}
