@@ -168,7 +168,7 @@ function onEvent(event) {
         if (event.consult) {
           const done = ["ended", "completed"].includes(event.consult.state);
           contact.consult = done ? null : event.consult;
-          if (event.consult.state === "ended") toast(t("consult.ended", { reason: t(`consult.reason.${event.consult.reason || "hung_up"}`) }));
+          if (event.consult.state === "ended") toast(t("consult.ended", { reason: label("consult.reason", event.consult.reason || "hung_up") }));
         }
         if (state.selected === contact.id) renderConversation();
       }
@@ -514,6 +514,8 @@ function callControls(contact) {
   const agent = h("select", { id: "transfer-agent", "aria-label": t("call.agent") }, h("option", { value: "" }, t("call.no_agent")));
   freeAgents(agent);
   const toAgent = (action) => agent.value && controlled(action, { agent: agent.value });
+  const number = h("input", { id: "transfer-number", type: "tel", maxlength: 40, autocomplete: "off", "aria-label": t("call.number") });
+  const toNumber = (action) => number.value.trim() && controlled(action, { number: number.value.trim() });
   return h(
     "div",
     { class: "call-controls", id: "call-controls" },
@@ -541,6 +543,14 @@ function callControls(contact) {
       h("button", { id: "agents-refresh", title: t("call.refresh"), "aria-label": t("call.refresh"), onclick: () => freeAgents(agent) }, "↻"),
       h("button", { id: "call-consult", class: "primary", onclick: () => toAgent("consult") }, t("call.consult")),
       h("button", { id: "call-transfer-agent", onclick: () => toAgent("transfer") }, t("call.transfer")),
+    ),
+    h(
+      "div",
+      { class: "transfer" },
+      h("label", { for: "transfer-number" }, t("call.number")),
+      number,
+      h("button", { id: "call-consult-number", onclick: () => toNumber("consult") }, t("call.consult")),
+      h("button", { id: "call-transfer-number", onclick: () => toNumber("transfer") }, t("call.transfer")),
     ),
   );
 }

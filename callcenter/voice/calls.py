@@ -27,7 +27,7 @@ import wave
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -63,6 +63,9 @@ from callcenter.voice.leg import Leg, NoCommonCodec
 from callcenter.voice.monitor import Monitor
 from callcenter.voice.service import VoiceService
 from callcenter.voice.transfer import Consult, Transfers
+
+if TYPE_CHECKING:
+    from callcenter.voice.outbound import OutboundCalls
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,12 @@ class Call:
     muted: bool = False
     #: The agent's consultation with another agent, while the caller holds.
     consult: Consult | None = None
+    #: A number outside the center the call was transferred to, through the trunk.
+    external: Leg | None = None
+    #: Done when the call ends: stops whatever rings on the call's behalf.
+    gone: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 #: Call controls that act on a consultation (callcenter.voice.transfer).
@@ -165,6 +174,10 @@ class CallManager:
         self.on_leaving: list[Callable[[Call], None]] = []
         self.monitor = Monitor(self, vs.monitor_ring_seconds)
         self.transfers = Transfers(self)
+        #: Calls forwarded to a number, by the dialog key of that number's leg.
+        self.externals: dict[tuple[str, str, str], Call] = {}
+        #: Rings numbers through the trunk (set by the outbound dialler, if any).
+        self.dialer: OutboundCalls | None = None
         voice.calls = self
         center.voice_calls = self
 
@@ -249,12 +262,12 @@ class CallManager:
                 server.reply(481)
                 return True
             return False
-        leg = (
-            call.caller
-            if call.caller.dialog and call.caller.dialog.key == Dialog.key_of(request)
-            else call.agent
+        key = Dialog.key_of(request)
+        leg = next(
+            leg
+            for leg in (call.caller, call.agent, call.external)
+            if leg is not None and leg.dialog is not None and leg.dialog.key == key
         )
-        assert leg is not None
         what = leg.receive(server)
         if what == "bye":
             self._spawn(self._hung_up(call, leg))
@@ -264,7 +277,7 @@ class CallManager:
 
     def _call_of(self, request: Request) -> Call | None:
         key = Dialog.key_of(request)
-        call = self.calls.get(key)
+        call = self.calls.get(key) or self.externals.get(key)
         if call is not None:
             return call
         for candidate in self.by_contact.values():
@@ -302,8 +315,8 @@ class CallManager:
 
     def _held_by_phone(self, call: Call, leg: Leg, held: bool) -> None:
         """A phone put the call on hold or took it off (its re-INVITE, answered by the leg)."""
-        if call.bridge is None:
-            return
+        if call.bridge is None or call.agent is None:
+            return  # not talking to an agent: nothing to play instead
         # The side that put the call on hold hears nothing; the other side hears music.
         other = call.agent if leg is call.caller else call.caller
         assert other is not None
@@ -381,8 +394,7 @@ class CallManager:
             case ivr.Hangup():
                 await self._end(call, action.reason or "ivr")
             case ivr.Transfer():
-                log.info("transfer to %s is not possible yet", action.number)
-                await self._end(call, "transfer_unavailable")
+                await self.transfers.forward(call, action.number)
             case ivr.RecordVoicemail():
                 await self._record_voicemail(call, action)
             case ivr.StopRecording():
@@ -488,18 +500,20 @@ class CallManager:
             self.center.clock(),
             self.settings.tickets,
         )
-        await self._log_ivr_call(call, "voicemail", recording=str(path), ticket=ticket)
+        await self.log_ivr_call(call, "voicemail", recording=str(path), ticket=ticket)
         self._event(call, ivr.VoicemailDone(str(path), seconds))
 
-    async def _log_ivr_call(
+    async def log_ivr_call(
         self,
         call: Call,
         reason: str,
         *,
         recording: str | None = None,
         ticket: dict[str, Any] | None = None,
+        collected: dict[str, str] | None = None,
     ) -> None:
-        """A call the IVR served alone (menu, hang-up, voicemail) is an interaction too.
+        """A call the IVR served alone (menu, hang-up, voicemail, transfer out) is an
+        interaction too; ``collected`` adds to what the flow collected.
 
         Calls that reached a queue are written by the contact center instead.
         """
@@ -511,7 +525,7 @@ class CallManager:
             "remote_identity": call.caller_id[:254],
             "arrived_at": to_iso(call.arrived_at),
             "ended_at": to_iso(self.center.clock()),
-            "collected": dict(call.interpreter.collected),
+            "collected": {**call.interpreter.collected, **(collected or {})},
             "ivr_path": list(call.interpreter.path),
             "recording_path": recording,
             "end_reason": reason,
@@ -834,6 +848,10 @@ class CallManager:
             if not call.held and not call.muted and bridge.is_held(caller):
                 bridge.resume(caller)
         elif action == "transfer":
+            if body.get("number"):
+                dialled = await self.transfers.dialled(call, body["number"])
+                await self.transfers.blind_to_number(call, dialled)
+                return {"transferred_to_number": dialled}
             if body.get("agent"):
                 target = self.transfers.target(call, body)
                 await self.transfers.blind(call, target)
@@ -855,6 +873,9 @@ class CallManager:
                 raise ContactError("consulting", "a consultation is already going on")
             if call.held or call.muted or call.on_hold:
                 raise ContactError("on_hold", "take the call off hold first")
+            if body.get("number"):
+                dialled = await transfers.dialled(call, body["number"])
+                return transfers.consult_number(call, dialled)
             return await transfers.consult(call, transfers.target(call, body))
         if action == "complete":
             return await transfers.complete(call)
@@ -904,18 +925,37 @@ class CallManager:
         note: dict[str, str] | None = None,
     ) -> None:
         """Blind transfer: the agent's contact ends (wrap-up), a new one waits in ``queue``."""
+        old = await self.let_agent_go(call)
+        await self.queue_again(call, old, queue, skills=skills, note=note)
+
+    async def let_agent_go(self, call: Call) -> Contact | None:
+        """The agent's part of the call ends (wrap-up) while the caller stays; returns
+        the agent's contact as it was."""
         old = self.center.contacts.get(call.contact_id)
-        assert call.bridge is not None and call.agent is not None
-        call.bridge.close()
-        call.bridge = None
+        if call.bridge is not None:
+            call.bridge.close()
+            call.bridge = None
         if call.recorder is not None:
             recorder, call.recorder = call.recorder, None
             self._spawn(self._close_recorder(call, recorder))
         agent, call.agent, call.agent_id = call.agent, None, None
-        self._spawn(self._drop_agent(agent))
+        if agent is not None:
+            self._spawn(self._drop_agent(agent))
         call.held = call.muted = False
         self.by_contact.pop(call.contact_id, None)
         await self.center.leave(call.contact_id)
+        return old
+
+    async def queue_again(
+        self,
+        call: Call,
+        old: Contact | None,
+        queue: str,
+        *,
+        skills: dict[str, int] | None = None,
+        note: dict[str, str] | None = None,
+    ) -> None:
+        """The caller waits in ``queue`` again, as a new contact carrying ``old``'s pop."""
         contact = self.follow_up_contact(call, old, queue, str(uuid.uuid4()), note)
         call.contact_id = contact.contact_id
         self.by_contact[call.contact_id] = call
@@ -945,6 +985,22 @@ class CallManager:
         if old_leg is not None:
             self._spawn(self._drop_agent(old_leg))
 
+    def forwarded(self, call: Call, leg: Leg) -> None:
+        """The caller talks to ``leg``, a number outside the center, from now on.
+
+        The call is no longer a contact of the center: it ends when either
+        side hangs up, with nothing more to record.
+        """
+        assert leg.dialog is not None
+        self._stop_player(call)
+        call.external = leg
+        call.queued = False
+        call.logged = True
+        self.by_contact.pop(call.contact_id, None)
+        self.externals[leg.dialog.key] = call
+        call.caller.port.on_audio = None
+        call.bridge = Bridge(call.caller.port, leg.port)
+
     def hold_music(self, call: Call) -> None:
         """The caller hears music on hold until :meth:`stop_music`."""
         self._stop_player(call)
@@ -965,7 +1021,9 @@ class CallManager:
     # -- hanging up ----------------------------------------------------------------------
 
     async def _hung_up(self, call: Call, leg: Leg) -> None:
-        if leg is call.caller:
+        if leg is call.external:
+            await self._end(call, "external_hung_up")
+        elif leg is call.caller:
             self._event(call, ivr.CallerHungUp())
             await self._end(call, "caller_hung_up")
         else:
@@ -1007,6 +1065,8 @@ class CallManager:
         if call.ended:
             return
         call.ended = True
+        if not call.gone.done():
+            call.gone.set_result(reason)
         self.transfers.call_ended(call)
         for listener in self.on_leaving:
             listener(call)
@@ -1015,16 +1075,18 @@ class CallManager:
         self._stop_player(call)
         if call.bridge is not None:
             call.bridge.close()
-        for leg in (call.caller, call.agent):
-            if leg is not None and not leg.ended:
+        legs = [leg for leg in (call.caller, call.agent, call.external) if leg is not None]
+        for leg in legs:
+            if not leg.ended:
                 await leg.hang_up()
         if call.recorder is not None:
             await self._close_recorder(call, call.recorder)
-        for leg in (call.caller, call.agent):
-            if leg is not None:
-                leg.close()
+        for leg in legs:
+            leg.close()
         if call.caller.dialog is not None:
             self.calls.pop(call.caller.dialog.key, None)
+        if call.external is not None and call.external.dialog is not None:
+            self.externals.pop(call.external.dialog.key, None)
         if self.draining and not self.calls:
             self._idle.set()
         if call.queued:
@@ -1033,7 +1095,7 @@ class CallManager:
                 contact.ivr_path = list(call.interpreter.path)
             await self.center.leave(call.contact_id)
         elif not call.logged and call.contact_id not in self.surveys:
-            await self._log_ivr_call(call, reason)
+            await self.log_ivr_call(call, reason)
         self.by_contact.pop(call.contact_id, None)
         self.surveys.pop(call.contact_id, None)
         log.info("call %s ended: %s", call.contact_id, reason)

@@ -32,7 +32,7 @@ import datetime as dt
 import logging
 import socket
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,7 @@ class OutboundCalls:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.voice.dialogs.append(self)
+        calls.dialer = self
 
     def start(self) -> None:
         if not self.settings.host:
@@ -257,7 +258,7 @@ class OutboundCalls:
         except PortsExhausted:
             return "no_media_ports"
         call.agent = agent
-        response = await self._answered(call, agent, final, s.agent_ring_seconds)
+        response = await self._answered(call.hung_up, agent, final, s.agent_ring_seconds)
         if agent.dialog is not None:
             self._dialogs[agent.dialog.key] = call
         if call.hung_up.done():
@@ -265,40 +266,15 @@ class OutboundCalls:
         if not 200 <= response.status < 300:
             return failure(response.status, "agent")
         call.agent_answered = True
-        try:
-            trunk = await self._trunk()
-        except OSError as error:
-            log.warning("outbound call %s: trunk %s not found: %s", call.call_id, s.host, error)
-            return "trunk_unreachable"
-        try:
-            customer, final = await Leg.ring(
-                self.endpoint,
-                self.allocator,
-                self.address,
-                self.codec,
-                peer=trunk,
-                target=self._target(call.number),
-                caller=self._from(),
-                headers=self._identity(),
-            )
-        except PortsExhausted:
-            return "no_media_ports"
-        call.customer = customer
-        response = await self._answered(call, customer, final, s.customer_ring_seconds)
-        for attempt in range(MAX_AUTH_ATTEMPTS):
-            if response.status not in (401, 407) or call.hung_up.done():
-                break
-            answer = self._credentials(customer, response, retry=attempt > 0)
-            if answer is None:
-                break
-            final = customer.authorize(*answer)
-            response = await self._answered(call, customer, final, s.customer_ring_seconds)
-        if customer.dialog is not None:
+        customer, why = await self.ring_number(
+            call.number, self.codec, call.hung_up, on_leg=lambda leg: setattr(call, "customer", leg)
+        )
+        if customer is not None and customer.dialog is not None:
             self._dialogs[customer.dialog.key] = call
         if call.hung_up.done():
             return call.hung_up.result()
-        if not 200 <= response.status < 300:
-            return failure(response.status, "customer")
+        if customer is None:
+            return why
         call.answered_at = utcnow()
         self.recordings.mkdir(parents=True, exist_ok=True)
         call.recording = self.recordings / f"{call.call_id}.wav"
@@ -307,8 +283,61 @@ class OutboundCalls:
         log.info("outbound call %s connected", call.call_id)
         return await call.hung_up
 
+    async def ring_number(
+        self,
+        number: str,
+        codec: sdp.Codec,
+        stop: asyncio.Future[Any],
+        *,
+        on_leg: Callable[[Leg], None] | None = None,
+    ) -> tuple[Leg | None, str]:
+        """Ring ``number`` (as the trunk is to get it) through the trunk, answering
+        its digest challenge; returns the answered leg, or None and why not.
+
+        Ringing stops when ``stop`` is done. ``on_leg`` is told of the leg as soon
+        as it rings (so that it is hung up with the rest of its call). A leg not
+        answered is closed here.
+        """
+        s = self.settings
+        if not s.host:
+            return None, "no_trunk"
+        try:
+            trunk = await self._trunk()
+        except OSError as error:
+            log.warning("trunk %s not found: %s", s.host, error)
+            return None, "trunk_unreachable"
+        try:
+            leg, final = await Leg.ring(
+                self.endpoint,
+                self.allocator,
+                self.address,
+                codec,
+                peer=trunk,
+                target=self._target(number),
+                caller=self._from(),
+                headers=self._identity(),
+            )
+        except PortsExhausted:
+            return None, "no_media_ports"
+        if on_leg is not None:
+            on_leg(leg)
+        response = await self._answered(stop, leg, final, s.customer_ring_seconds)
+        for attempt in range(MAX_AUTH_ATTEMPTS):
+            if response.status not in (401, 407) or stop.done():
+                break
+            answer = self._credentials(leg, response, retry=attempt > 0)
+            if answer is None:
+                break
+            final = leg.authorize(*answer)
+            response = await self._answered(stop, leg, final, s.customer_ring_seconds)
+        if 200 <= response.status < 300:
+            return leg, ""
+        if on_leg is None:
+            leg.close()
+        return None, failure(response.status, "customer")
+
     async def _answered(
-        self, call: OutboundCall, leg: Leg, final: asyncio.Future[Response], timeout: float
+        self, stop: asyncio.Future[Any], leg: Leg, final: asyncio.Future[Response], timeout: float
     ) -> Response:
         """The final response to ``leg``'s INVITE, after ringing at most ``timeout`` seconds.
 
@@ -318,7 +347,7 @@ class OutboundCalls:
         a BYE.
         """
         done, _ = await asyncio.wait(
-            (final, call.hung_up), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            (final, stop), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if final not in done:
             leg.cancel()

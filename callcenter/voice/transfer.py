@@ -33,19 +33,22 @@ itself; the first agent's console hears of every step through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from callcenter.acd import events as router_events
-from callcenter.cti.center import DIRECT_QUEUE, ContactError, personal_skill
+from callcenter.cti.center import DIRECT_QUEUE, Contact, ContactError, personal_skill
 from callcenter.media.bridge import Bridge
 from callcenter.media.mixer import Mixer
 from callcenter.media.recorder import Side
 from callcenter.sip.endpoint import Peer, ServerRequest
 from callcenter.sip.message import Response
+from callcenter.store.models import User
 from callcenter.voice.dialog import Dialog
+from callcenter.voice.dialplan import DialError
 from callcenter.voice.leg import Leg
 
 if TYPE_CHECKING:
@@ -59,14 +62,21 @@ class Consult:
     """An agent's consultation call with another agent, while the caller holds."""
 
     call: Call
-    #: The consulted agent, and the consultation's own contact (in the direct queue).
+    #: The consulted agent, and the consultation's own contact (in the direct queue);
+    #: both empty when a number outside the center is consulted.
     target: str
     contact_id: str
+    #: The number consulted through the trunk, as the trunk gets it.
+    number: str = ""
     leg: Leg | None = None
     #: The two agents talking, or all three in a conference.
     bridge: Bridge | None = None
     mixer: Mixer | None = None
     ended: bool = False
+    #: Done when the consultation ends: stops a number still ringing.
+    stopped: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     @property
     def state(self) -> str:
@@ -133,11 +143,105 @@ class Transfers:
             raise
         return self._state(consult)
 
+    def consult_number(self, call: Call, number: str) -> dict[str, Any]:
+        """Consult a number outside the center (already checked by :meth:`dialled`)."""
+        if call.consult is not None:
+            raise ContactError("consulting", "a consultation is already going on")
+        assert call.bridge is not None
+        consult = Consult(call, "", "", number=number)
+        call.consult = consult
+        call.bridge.close()
+        call.bridge = None
+        self.calls.hold_music(call)
+        log.info("call %s: agent %s consults %s", call.contact_id, call.agent_id, number)
+        self.calls._spawn(self._dial(consult))
+        return self._state(consult)
+
     async def complete(self, call: Call) -> dict[str, Any]:
-        """The consulted agent takes the caller; the first agent's part ends."""
+        """The consulted party takes the caller; the first agent's part ends."""
         consult = self._answered(call)
         await self._hand_over(consult)
-        return {"consult": {"state": "completed", "agent_id": consult.target}}
+        done: dict[str, Any] = {"state": "completed", "agent_id": consult.target}
+        if consult.number:
+            done["number"] = consult.number
+        return {"consult": done}
+
+    # -- numbers outside the center ----------------------------------------------------
+
+    async def dialled(self, call: Call, number: str) -> str:
+        """``number`` as the trunk is to get it, if the call's agent may dial it.
+
+        The same dial plan and permissions as click-to-call, and the same
+        audit entry (``call.dial``), allowed or refused: a transfer out is
+        a call out.
+        """
+        dialer = self.calls.dialer
+        if dialer is None or not dialer.settings.host:
+            raise ContactError("no_trunk", "no trunk is configured for calls out")
+        async with self.calls.services.sessions() as db:
+            user = await db.get(User, int(call.agent_id or 0))
+        if user is None:
+            raise ContactError("unknown_agent", "no such agent")
+        detail: dict[str, Any] = {"number": number, "contact_id": call.contact_id}
+        try:
+            dialled = dialer.plan.check(user.role, number)
+        except DialError as error:
+            await self._audit(user, number, {**detail, "outcome": error.code})
+            raise ContactError(error.code, str(error)) from None
+        await self._audit(user, number, {**detail, "outcome": "allowed", "dialled": dialled})
+        return dialled
+
+    async def _audit(self, user: User, number: str, detail: dict[str, Any]) -> None:
+        await self.calls.services.audit(
+            user.id, user.username, "call.dial", f"number:{number}", "", detail
+        )
+
+    async def blind_to_number(self, call: Call, number: str) -> None:
+        """The caller is put through to ``number``; the agent's part ends now. If the
+        number does not answer, the caller waits in the queue it came from again."""
+        old = await self.calls.let_agent_go(call)
+        self.calls.hold_music(call)
+        self.calls._spawn(self._forward(call, number, old))
+
+    async def forward(self, call: Call, number: str) -> None:
+        """The IVR's transfer step: the caller is put through to ``number`` (the dial
+        rules apply; the flow is trusted to name it). If it cannot be, the call ends."""
+        dialer = self.calls.dialer
+        if dialer is None or not dialer.settings.host:
+            log.warning("call %s: no trunk to transfer to %s", call.contact_id, number)
+            await self.calls._end(call, "transfer_unavailable")
+            return
+        try:
+            dialled = dialer.plan.rewrite(number)
+        except DialError:
+            log.warning(
+                "call %s: the flow's transfer number %r is not valid", call.contact_id, number
+            )
+            await self.calls._end(call, "transfer_failed")
+            return
+        self.calls.hold_music(call)
+        self.calls._spawn(self._forward(call, dialled, None))
+
+    async def _forward(self, call: Call, number: str, old: Contact | None) -> None:
+        dialer = self.calls.dialer
+        assert dialer is not None
+        leg, why = await dialer.ring_number(number, call.caller.port.codec, call.gone)
+        if call.ended:
+            if leg is not None:
+                await _hang_up(leg)
+            return
+        if leg is None:
+            log.info("call %s: transfer to %s failed: %s", call.contact_id, number, why)
+            if old is None:
+                await self.calls._end(call, "transfer_failed")
+            else:
+                note = {"transfer_failed": f"{number} ({why})"}
+                await self.calls.queue_again(call, old, old.queue, note=note)
+            return
+        if old is None:
+            await self.calls.log_ivr_call(call, "transferred", collected={"transferred_to": number})
+        self.calls.forwarded(call, leg)
+        log.info("call %s put through to %s", call.contact_id, number)
 
     def conference(self, call: Call) -> dict[str, Any]:
         consult = self._answered(call)
@@ -243,8 +347,10 @@ class Transfers:
         state: dict[str, Any] = {
             "state": consult.state,
             "agent_id": consult.target,
-            "agent_name": self.center.agent_name(consult.target),
+            "agent_name": self.center.agent_name(consult.target) or consult.number,
         }
+        if consult.number:
+            state["number"] = consult.number
         if reason:
             state["reason"] = reason
         return {"consult": state}
@@ -297,6 +403,23 @@ class Transfers:
         except ContactError:
             self._finish(consult, "failed")
 
+    async def _dial(self, consult: Consult) -> None:
+        dialer = self.calls.dialer
+        assert dialer is not None
+        codec = consult.call.caller.port.codec
+        leg, why = await dialer.ring_number(consult.number, codec, consult.stopped)
+        if consult.ended:
+            if leg is not None:
+                await _hang_up(leg)
+            return
+        if leg is None:
+            self._finish(consult, why)
+            return
+        assert leg.dialog is not None
+        consult.leg = leg
+        self._dialogs[leg.dialog.key] = consult
+        self._talk(consult)
+
     def _talk(self, consult: Consult) -> None:
         call = consult.call
         if consult.ended or consult.leg is None or call.agent is None:
@@ -314,6 +437,10 @@ class Transfers:
         if consult.leg.dialog is not None:
             self._dialogs.pop(consult.leg.dialog.key, None)
         call.consult = None
+        if consult.number:
+            await self.calls.let_agent_go(call)
+            self.calls.forwarded(call, consult.leg)
+            return
         await self.calls.hand_over(call, consult.leg, consult.target, consult.contact_id)
 
     def _close_media(self, consult: Consult) -> None:
@@ -330,6 +457,8 @@ class Transfers:
         if consult.ended:
             return
         consult.ended = True
+        if not consult.stopped.done():
+            consult.stopped.set_result(reason)
         call = consult.call
         self._close_media(consult)
         self.consults.pop(consult.contact_id, None)

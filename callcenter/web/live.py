@@ -293,6 +293,7 @@ def _agent_schemas(chars: int) -> dict[str, Obj]:
             digits=Str(max_length=32, min_length=1, pattern=r"[0-9*#A-Da-d]+"),
             queue=Str(max_length=64, min_length=1),
             agent=Str(max_length=20, min_length=1, pattern=r"[0-9]+"),
+            number=Str(max_length=40, min_length=1),
             ref=ref,
         ),
         "wrapup": obj(
