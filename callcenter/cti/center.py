@@ -113,6 +113,9 @@ class Contact:
     resume_hash: str = ""
     #: Fires when a disconnected chat customer has not come back in time.
     grace: asyncio.TimerHandle | None = None
+    #: The number to call back, once the caller asked for it (the contact keeps
+    #: its place in line, and the agent it is offered to calls that number).
+    callback_number: str = ""
 
 
 class VoiceCalls(Protocol):
@@ -763,6 +766,20 @@ class ContactCenter:
             raise ContactError("unknown_queue", f"no queue {queue}")
         await self.engine.submit(ev.ContactMoved(contact_id, queue))
         contact.queue = queue
+
+    async def request_callback(self, contact_id: str, number: str) -> None:
+        """The waiting caller asked to be called back on ``number``: the contact keeps
+        its place in line though the caller hangs up."""
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            raise ContactError("unknown_contact", "no such contact")
+        contact.callback_number = number
+        contact.collected["callback_number"] = number
+        contact.pop.setdefault("collected", {})["callback_number"] = number
+        try:
+            await self.engine.submit(ev.CallbackRequested(contact_id, number))
+        except IllegalTransition as exc:
+            raise ContactError("illegal_transition", str(exc)) from None
 
     async def leave(self, contact_id: str) -> None:
         """The customer left (hung up, closed the chat, or never came back)."""

@@ -397,11 +397,13 @@ class CallManager:
                 await self.transfers.forward(call, action.number)
             case ivr.RecordVoicemail():
                 await self._record_voicemail(call, action)
+            case ivr.RequestCallback():
+                await self._request_callback(call, action)
             case ivr.StopRecording():
                 if call.voicemail is not None:
                     call.voicemail.set()
             case _:
-                pass  # SetLanguage, RequestCallback: nothing to do here yet
+                pass  # SetLanguage: nothing to do here
 
     async def _listen(self, call: Call, action: ivr.Listen) -> None:
         if self.recognizer is None or action.language not in self.recognizer.languages:
@@ -654,6 +656,24 @@ class CallManager:
         )
 
     async def _enqueue(self, call: Call, action: ivr.Enqueue) -> None:
+        contact, verified = await self._new_contact(call, action.queue, call.contact_id)
+        call.queued = True
+        encoding = call.caller.port.encoding
+        call.music = (await self._sound(action.music, encoding)) if action.music else b""
+        call.music = call.music or self._music(encoding)
+        self.by_contact[call.contact_id] = call
+        try:
+            await self.center.arrive(contact, action.tier if verified else None)
+        except ContactError as error:
+            log.warning("call %s not queued: %s", call.contact_id, error)
+            call.queued = False
+            self._event(call, ivr.QueueExited("rejected"))
+            return
+        self._play_music(call)
+
+    async def _new_contact(self, call: Call, queue: str, contact_id: str) -> tuple[Contact, bool]:
+        """The caller as a contact of ``queue``, with its screen pop; and whether the
+        caller's number is vouched for."""
         # Caller ID from a trunk is the company's carrier vouching for the number.
         verified = (
             self.voice.auth.from_trunk(call.caller.dialog.peer.host)
@@ -671,9 +691,9 @@ class CallManager:
             await db.commit()
         customer = pop["customer"]
         contact = Contact(
-            contact_id=call.contact_id,
+            contact_id=contact_id,
             channel="voice",
-            queue=action.queue,
+            queue=queue,
             pop=pop,
             remote_identity=call.caller_id,
             arrived_at=self.center.clock(),
@@ -682,19 +702,23 @@ class CallManager:
             collected=collected,
         )
         contact.ivr_path = list(call.interpreter.path)
-        call.queued = True
-        encoding = call.caller.port.encoding
-        call.music = (await self._sound(action.music, encoding)) if action.music else b""
-        call.music = call.music or self._music(encoding)
-        self.by_contact[call.contact_id] = call
+        return contact, verified
+
+    async def _request_callback(self, call: Call, action: ivr.RequestCallback) -> None:
+        """The caller asked to be called back: a waiting call keeps its place in line;
+        otherwise a callback contact waits in ``action.queue`` from now. Either way the
+        agent it is offered to rings the caller's number (the outbound dialler)."""
+        contact = self.center.contacts.get(call.contact_id)
         try:
-            await self.center.arrive(contact, action.tier if verified else None)
+            if call.queued and contact is not None and contact.queue == action.queue:
+                await self.center.request_callback(call.contact_id, action.number)
+                return
+            made, verified = await self._new_contact(call, action.queue, str(uuid.uuid4()))
+            customer = made.pop.get("customer") or {}
+            await self.center.arrive(made, customer.get("tier") if verified else None)
+            await self.center.request_callback(made.contact_id, action.number)
         except ContactError as error:
-            log.warning("call %s not queued: %s", call.contact_id, error)
-            call.queued = False
-            self._event(call, ivr.QueueExited("rejected"))
-            return
-        self._play_music(call)
+            log.warning("call %s: callback not booked: %s", call.contact_id, error)
 
     # -- the router's decisions ----------------------------------------------------------
 
@@ -709,6 +733,10 @@ class CallManager:
             return
         call = self.by_contact.get(effect.contact_id)
         if call is None:
+            # A callback whose caller has hung up: the agent it is offered to calls out.
+            contact = self.center.contacts.get(effect.contact_id)
+            if contact is not None and contact.callback_number and self.dialer is not None:
+                self.dialer.routed_callback(effect, contact)
             return
         match effect:
             case router_events.Offer():

@@ -39,8 +39,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from callcenter.acd import events as router_events
 from callcenter.clock import to_iso, utcnow
-from callcenter.cti.center import ContactError
+from callcenter.cti.center import Contact, ContactError
 from callcenter.media.bridge import Bridge
 from callcenter.media.port import PortsExhausted
 from callcenter.media.recorder import CallRecorder
@@ -94,6 +95,9 @@ class OutboundCall:
     recording: Path | None = None
     #: The agent was made away for the call and is to be made available again.
     holds_agent: bool = False
+    #: A queued callback: the contact the router offered the agent (recorded by
+    #: the contact center when it ends, not here).
+    contact_id: str | None = None
     #: Gets the end reason when either side hangs up or the server stops.
     hung_up: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -508,6 +512,9 @@ class OutboundCalls:
         self.active.pop(call.call_id, None)
         log.info("outbound call %s ended: %s", call.call_id, reason)
         await self._release_agent(call, reason)
+        if call.contact_id is not None:
+            await self._end_contact(call, reason)
+            return
         await self._record(call, reason)
         if call.callback_id is not None:
             await self._callback_done(call, reason)
@@ -536,6 +543,125 @@ class OutboundCalls:
         await self.services.recorder.record(
             records.INTERACTION_RECORDED, {"interaction": interaction}
         )
+
+    # -- callbacks kept in line ------------------------------------------------------------
+
+    def routed_callback(
+        self,
+        effect: router_events.Offer
+        | router_events.Withdraw
+        | router_events.Connect
+        | router_events.ContactEnded,
+        contact: Contact,
+    ) -> None:
+        """The router's word on a callback whose caller has hung up: an offer rings the
+        agent's phone, and once the agent answers the customer is called."""
+        match effect:
+            case router_events.Offer():
+                if contact.contact_id in self.active:
+                    return
+                call = OutboundCall(
+                    contact.contact_id,
+                    int(effect.agent_id),
+                    self.center.agent_name(effect.agent_id),
+                    contact.callback_number,
+                    contact.customer_id,
+                    contact_id=contact.contact_id,
+                )
+                self.active[call.call_id] = call
+                log.info("callback %s offered to agent %s", call.call_id, effect.agent_id)
+                self._spawn(self._run_queued(call))
+            case router_events.Withdraw():
+                ringing = self.active.get(contact.contact_id)
+                if ringing is not None and not ringing.agent_answered:
+                    ringing.end("withdrawn")
+
+    async def _run_queued(self, call: OutboundCall) -> None:
+        reason = "failed"
+        try:
+            reason = await self._connect_queued(call)
+        finally:
+            await self._finish(call, reason)
+
+    async def _connect_queued(self, call: OutboundCall) -> str:
+        """Ring the agent the callback is offered to; on answer accept the offer and call
+        the customer (the number the caller gave, through the dial rules)."""
+        assert call.contact_id is not None
+        agent_id = str(call.user_id)
+        found = self.voice.phone_of(call.user_id)
+        if found is None:
+            await self._refuse(call)
+            return "agent_no_phone"
+        peer, target = found
+        try:
+            agent, final = await Leg.ring(
+                self.endpoint,
+                self.allocator,
+                self.address,
+                self.codec,
+                peer=peer,
+                target=target,
+                caller=f'"Callback {call.number}" <sip:callback@{self.address}>',
+            )
+        except PortsExhausted:
+            await self._refuse(call)
+            return "no_media_ports"
+        call.agent = agent
+        response = await self._answered(
+            call.hung_up, agent, final, self.settings.agent_ring_seconds
+        )
+        if agent.dialog is not None:
+            self._dialogs[agent.dialog.key] = call
+        if call.hung_up.done():
+            return call.hung_up.result()
+        if not 200 <= response.status < 300:
+            await self._refuse(call)
+            return failure(response.status, "agent")
+        call.agent_answered = True
+        try:
+            await self.center.accept(agent_id, call.contact_id)
+        except ContactError:
+            return "withdrawn"
+        try:
+            number = self.plan.rewrite(call.number)
+        except DialError:
+            return "invalid_number"
+        customer, why = await self.ring_number(
+            number, self.codec, call.hung_up, on_leg=lambda leg: setattr(call, "customer", leg)
+        )
+        if customer is not None and customer.dialog is not None:
+            self._dialogs[customer.dialog.key] = call
+        if call.hung_up.done():
+            return call.hung_up.result()
+        if customer is None:
+            return why
+        call.answered_at = utcnow()
+        self.recordings.mkdir(parents=True, exist_ok=True)
+        call.recording = self.recordings / f"{call.call_id}.wav"
+        contact = self.center.contacts.get(call.contact_id)
+        if contact is not None:
+            contact.recording_path = str(call.recording)
+        call.recorder = CallRecorder(call.recording)
+        call.bridge = Bridge(customer.port, agent.port, call.recorder)
+        log.info("callback %s connected", call.call_id)
+        return await call.hung_up
+
+    async def _refuse(self, call: OutboundCall) -> None:
+        """The agent did not take the callback: the router's no-answer rule applies."""
+        assert call.contact_id is not None
+        try:
+            await self.center.reject(str(call.user_id), call.contact_id)
+        except ContactError:
+            pass  # withdrawn meanwhile
+
+    async def _end_contact(self, call: OutboundCall, reason: str) -> None:
+        """A callback the agent took ends: its contact goes to wrap-up, with the outcome."""
+        assert call.contact_id is not None
+        contact = self.center.contacts.get(call.contact_id)
+        if contact is None or not call.agent_answered:
+            return  # not taken: it waits in line again (or was withdrawn)
+        contact.collected["callback_result"] = "answered" if call.answered_at else reason
+        await self.center.leave(call.contact_id)
 
     # -- callbacks -------------------------------------------------------------------------
 
