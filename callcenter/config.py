@@ -79,6 +79,11 @@ class SipSettings:
     digest_algorithms: list[str] = field(default_factory=lambda: ["SHA-256", "MD5"])
     #: How long a digest nonce is good for, in seconds.
     nonce_lifetime_seconds: int = field(default=300, metadata=_bounds(10, 86_400))
+    #: Session timers (RFC 4028) on calls we answer: the interval we ask callers
+    #: that support them to refresh within, and the shortest we accept (422
+    #: below it; RFC 4028 sets 90 s as the floor, lower only for tests).
+    session_expires_seconds: int = field(default=1800, metadata=_bounds(1, 86_400))
+    min_session_expires_seconds: int = field(default=90, metadata=_bounds(1, 86_400))
     #: RFC 3261 timers T1, T2 and T4, in milliseconds.
     t1_ms: int = field(default=500, metadata=_bounds(10, 10_000))
     t2_ms: int = field(default=4000, metadata=_bounds(10, 60_000))

@@ -50,7 +50,7 @@ from callcenter.media.port import PortAllocator, PortsExhausted
 from callcenter.media.recorder import CallRecorder, Side
 from callcenter.phones import to_e164
 from callcenter.services import Services
-from callcenter.sip import sdp
+from callcenter.sip import sdp, session_timer
 from callcenter.sip.endpoint import Peer, ServerRequest
 from callcenter.sip.message import ParseError, Request, Response
 from callcenter.sip.uri import SipUri
@@ -117,6 +117,8 @@ class Call:
     consult: Consult | None = None
     #: A number outside the center the call was transferred to, through the trunk.
     external: Leg | None = None
+    #: When the caller's session timer is checked next (RFC 4028).
+    session_check: asyncio.TimerHandle | None = None
     #: Done when the call ends: stops whatever rings on the call's behalf.
     gone: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -221,9 +223,22 @@ class CallManager:
             return
         caller = request.from_addr.uri
         caller_id = caller.user if isinstance(caller, SipUri) and caller.user else ""
+        sip = self.settings.sip
+        session = (
+            max(sip.session_expires_seconds, sip.min_session_expires_seconds),
+            sip.min_session_expires_seconds,
+        )
+        try:
+            timer = session_timer.negotiate(request, wanted=session[0], min_se=session[1])
+        except ParseError as error:
+            server.reply(400, error.reason)
+            return
+        if timer.too_small is not None:
+            server.reply(422, "Session Interval Too Small", headers=(("Min-SE", str(session[1])),))
+            return
         try:
             leg = await Leg.answer(
-                self.endpoint, server, self.allocator, self.address, self._no_ack
+                self.endpoint, server, self.allocator, self.address, self._no_ack, session=session
             )
         except (NoCommonCodec, sdp.SdpError):
             server.reply(488, "Not Acceptable Here")
@@ -248,6 +263,7 @@ class CallManager:
         call = Call(request.call_id, leg, number, caller_id, interpreter)
         assert leg.dialog is not None
         self.calls[leg.dialog.key] = call
+        self._arm_session(call)
         leg.port.on_digit = lambda digit: self._event(call, ivr.Digit(digit))
         log.info("call %s from %r to %s", call.contact_id, caller_id, number)
         await self._actions(call, interpreter.start(utcnow()))
@@ -536,6 +552,30 @@ class CallManager:
         if ticket is not None:
             data["ticket"] = ticket
         await self.services.recorder.record(records.INTERACTION_RECORDED, data)
+
+    def _arm_session(self, call: Call) -> None:
+        """Check the caller's session timer (RFC 4028) when it would run out."""
+        leg = call.caller
+        if call.ended or leg.session_interval is None:
+            return
+        deadline = leg.refreshed_at + session_timer.give_up_after(leg.session_interval)
+        loop = asyncio.get_running_loop()
+        call.session_check = loop.call_at(deadline, self._session_due, call)
+
+    def _session_due(self, call: Call) -> None:
+        leg = call.caller
+        if call.ended or leg.session_interval is None:
+            return
+        deadline = leg.refreshed_at + session_timer.give_up_after(leg.session_interval)
+        if asyncio.get_running_loop().time() < deadline:
+            self._arm_session(call)  # refreshed meanwhile
+            return
+        log.info(
+            "call %s: session not refreshed in %d s, ending it",
+            call.contact_id,
+            leg.session_interval,
+        )
+        self._spawn(self._end(call, "session_expired"))
 
     async def _watch(self) -> None:
         """Clear calls whose media stopped: a caller whose BYE was lost still frees its agent."""
@@ -1098,8 +1138,9 @@ class CallManager:
         self.transfers.call_ended(call)
         for listener in self.on_leaving:
             listener(call)
-        if call.timer is not None:
-            call.timer.cancel()
+        for timer in (call.timer, call.session_check):
+            if timer is not None:
+                timer.cancel()
         self._stop_player(call)
         if call.bridge is not None:
             call.bridge.close()

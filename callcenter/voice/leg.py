@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 
 from callcenter.media.port import PortAllocator, RtpPort
-from callcenter.sip import sdp
+from callcenter.sip import sdp, session_timer
 from callcenter.sip.endpoint import Endpoint, Peer, ServerRequest
-from callcenter.sip.message import Request, Response, new_call_id, new_tag
+from callcenter.sip.message import ParseError, Request, Response, new_call_id, new_tag
 from callcenter.sip.uri import parse_uri
 from callcenter.voice.dialog import Dialog
 
@@ -73,6 +73,11 @@ class Leg:
         #: Our SDP's o= line stays the same over the dialog, its version goes up (RFC 3264 8).
         self.sdp_session = str(int(time.time()))
         self.sdp_version = 0
+        #: Session timer (RFC 4028) of a call we answered: (interval we want, our
+        #: Min-SE), the interval agreed (None: no timer) and when it was last refreshed.
+        self.session_policy: tuple[int, int] | None = None
+        self.session_interval: int | None = None
+        self.refreshed_at = asyncio.get_running_loop().time()
 
     # -- the caller's side (UAS) ------------------------------------------------------
 
@@ -84,11 +89,21 @@ class Leg:
         allocator: PortAllocator,
         address: str,
         on_no_ack: Callable[[Leg], None],
+        *,
+        session: tuple[int, int] | None = None,
     ) -> Leg | None:
-        """Answer the INVITE in ``server`` with 200 and our SDP; raises NoCommonCodec.
+        """Answer the INVITE in ``server`` with 200 and our SDP; raises NoCommonCodec,
+        or ParseError (a malformed session timer field, checked before anything opens).
 
+        ``session`` is (interval wanted, Min-SE) for session timers; the caller
+        must have refused, with 422, an INVITE whose interval is too small.
         ``None`` if a CANCEL ended the INVITE (with 487) while the port was opening.
         """
+        timer = (
+            session_timer.negotiate(server.request, wanted=session[0], min_se=session[1])
+            if session is not None
+            else session_timer.Negotiated()
+        )
         offer = sdp.parse(server.request.body)
         media, codec, events = chosen_codecs(offer)
         # The dialog first: a request it refuses (ParseError) must not leave a port open.
@@ -105,6 +120,7 @@ class Leg:
             port.close()
             return None
         leg = cls(endpoint, port, address)
+        leg.session_policy, leg.session_interval = session, timer.interval
         supported = [c for c in (codec, sdp.TELEPHONE_EVENT) if c is not None]
         answer = sdp.answer(
             offer, supported, address, port.number, session_id=leg.sdp_session, version=0
@@ -114,6 +130,7 @@ class Leg:
             200,
             headers=(
                 ("Contact", endpoint.contact("callcenter", server.peer.transport)),
+                *timer.headers,
                 ("Content-Type", "application/sdp"),
             ),
             body=answer.encode(),
@@ -179,8 +196,24 @@ class Leg:
             server.reply(200)
             self.hung_up_by_peer()
             return "bye"
-        if request.method != "INVITE":
+        if request.method not in ("INVITE", "UPDATE"):
             server.reply(200)
+            return ""
+        # A re-INVITE or an UPDATE refreshes the session (RFC 4028 section 9).
+        timer = session_timer.Negotiated()
+        if self.session_policy is not None:
+            wanted, min_se = self.session_policy
+            try:
+                timer = session_timer.negotiate(request, wanted=wanted, min_se=min_se)
+            except ParseError as error:
+                server.reply(400, error.reason)
+                return ""
+            if timer.too_small is not None:
+                server.reply(422, "Session Interval Too Small", headers=(("Min-SE", str(min_se)),))
+                return ""
+        if request.method == "UPDATE" and not request.body:
+            server.reply(200, headers=timer.headers)
+            self._refreshed(timer)
             return ""
         try:
             answer, held, remote = self.reoffer(request.body)
@@ -191,13 +224,20 @@ class Leg:
             200,
             headers=(
                 ("Contact", self.endpoint.contact("callcenter", server.peer.transport)),
+                *timer.headers,
                 ("Content-Type", "application/sdp"),
             ),
             body=answer,
         )
+        self._refreshed(timer)
         if remote is not None:
             self.port.set_remote(remote)
         return "hold" if held else "resume"
+
+    def _refreshed(self, timer: session_timer.Negotiated) -> None:
+        if self.session_policy is not None:
+            self.session_interval = timer.interval
+            self.refreshed_at = asyncio.get_running_loop().time()
 
     def acknowledged(self) -> None:
         if not self._acked.done():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -408,4 +409,46 @@ async def test_retransmitted_invite_gets_the_same_answer_and_makes_one_call(
     ok = [m for m in answers if m.startswith("SIP/2.0 200")]
     assert len(trying) + len(ok) == len(answers) and 1 <= len(trying) <= 2
     assert len(ok) == 2 and ok[0] == ok[1]
+    assert await calls_cleared(server, ports)
+
+
+# -- session timers (RFC 4028) -------------------------------------------------------------
+
+SESSION = {**SIP, "session_expires_seconds": 3, "min_session_expires_seconds": 2}
+
+
+@pytest.mark.settings(sip=SESSION, voice=VOICE)
+async def test_a_session_not_refreshed_is_hung_up(
+    server: Server, client: ApiClient, tmp_path: Path
+) -> None:
+    ports = ports_free(server)
+    run = await caller(server, tmp_path, "caller_session_expires")
+    assert passed(run), run.errors or run.stderr  # our BYE came within the interval
+    assert await calls_cleared(server, ports)
+    await client.login("super")
+    [record] = await recorded(client)
+    assert record["end_reason"] == "session_expired"
+
+
+@pytest.mark.settings(sip=SESSION, voice=VOICE)
+async def test_refreshes_keep_the_session_until_they_stop(
+    server: Server, client: ApiClient, tmp_path: Path
+) -> None:
+    ports = ports_free(server)
+    started = time.monotonic()
+    run = await caller(server, tmp_path, "caller_session_refreshes")
+    assert passed(run), run.errors or run.stderr  # each UPDATE answered, no BYE before
+    # Two refreshes 1.2 s apart, then 2 s more (3 s less a third) before our BYE.
+    assert time.monotonic() - started >= 4.0
+    assert await calls_cleared(server, ports)
+    await client.login("super")
+    [record] = await recorded(client)
+    assert record["end_reason"] == "session_expired"
+
+
+@pytest.mark.settings(sip=SESSION, voice=VOICE)
+async def test_too_short_a_session_is_refused_with_422(server: Server, tmp_path: Path) -> None:
+    ports = ports_free(server)
+    run = await caller(server, tmp_path, "caller_session_too_short")
+    assert passed(run), run.errors or run.stderr  # 422 with Min-SE: 2
     assert await calls_cleared(server, ports)
