@@ -58,6 +58,7 @@ from callcenter.store import records
 from callcenter.store.customers import lookup
 from callcenter.store.models import BusinessHours, Holiday
 from callcenter.store.tickets import new_ticket
+from callcenter.voice import controls
 from callcenter.voice.dialog import Dialog
 from callcenter.voice.leg import Leg, NoCommonCodec
 from callcenter.voice.monitor import Monitor
@@ -652,7 +653,7 @@ class CallManager:
             )
         return self._sounds[key]
 
-    def _music(self, encoding: str) -> bytes:
+    def music_on_hold(self, encoding: str) -> bytes:
         """Music on hold in the call's codec: a soft two-note chime every few seconds."""
         cached = self._music_cache.get(encoding)
         if cached is None:
@@ -700,7 +701,7 @@ class CallManager:
         call.queued = True
         encoding = call.caller.port.encoding
         call.music = (await self._sound(action.music, encoding)) if action.music else b""
-        call.music = call.music or self._music(encoding)
+        call.music = call.music or self.music_on_hold(encoding)
         self.by_contact[call.contact_id] = call
         try:
             await self.center.arrive(contact, action.tier if verified else None)
@@ -882,40 +883,28 @@ class CallManager:
         # The controls act on the two-party bridge: a supervisor on the call leaves first.
         self.monitor.release(contact_id, "agent_control")
         call = self.by_contact.get(contact_id)
+        if call is None and self.dialer is not None and contact_id in self.dialer.active:
+            return await self.dialer.control(contact_id, action, body)  # a callback
         if call is None or call.agent is None or (call.bridge is None and call.consult is None):
             raise ContactError("not_connected", "the call is not connected")
         if call.consult is not None or action in CONSULT_ACTIONS:
             return await self._consult_control(call, action, body)
         assert call.bridge is not None
-        bridge, caller = call.bridge, call.caller.port
         if action == "hangup":
             await self._end(call, "agent_hung_up")
             return {}
-        if action == "dtmf":
-            for digit in body.get("digits", ""):
-                await caller.send_digit(digit.upper())
-        elif action in ("hold", "mute"):
-            if action == "hold":
-                call.held = True
-                bridge.hold(call.agent.port)
-            else:
-                call.muted = True
-            if not bridge.is_held(caller):
-                bridge.hold(caller)
-            if call.held and call.music and call.player is None:
-                call.player = Player(caller, self.clock, call.music, loop=True)
-                call.player.start()
-        elif action in ("resume", "unmute"):
-            if action == "resume":
-                call.held = False
-                self._stop_player(call)
-                if bridge.is_held(call.agent.port):
-                    bridge.resume(call.agent.port)
-            else:
-                call.muted = False
-            if not call.held and not call.muted and bridge.is_held(caller):
-                bridge.resume(caller)
-        elif action == "transfer":
+        if action in controls.ACTIONS:
+            return await controls.press(
+                call,
+                action,
+                body,
+                bridge=call.bridge,
+                customer=call.caller.port,
+                agent=call.agent.port,
+                clock=self.clock,
+                music=call.music,
+            )
+        if action == "transfer":
             if body.get("number"):
                 dialled = await self.transfers.dialled(call, body["number"])
                 await self.transfers.blind_to_number(call, dialled)
@@ -1072,7 +1061,7 @@ class CallManager:
     def hold_music(self, call: Call) -> None:
         """The caller hears music on hold until :meth:`stop_music`."""
         self._stop_player(call)
-        music = call.music or self._music(call.caller.port.encoding)
+        music = call.music or self.music_on_hold(call.caller.port.encoding)
         call.player = Player(call.caller.port, self.clock, music, loop=True)
         call.player.start()
 

@@ -43,6 +43,7 @@ from callcenter.acd import events as router_events
 from callcenter.clock import to_iso, utcnow
 from callcenter.cti.center import Contact, ContactError
 from callcenter.media.bridge import Bridge
+from callcenter.media.player import Player
 from callcenter.media.port import PortsExhausted
 from callcenter.media.recorder import CallRecorder
 from callcenter.sip import digest, sdp
@@ -51,6 +52,7 @@ from callcenter.sip.message import Response
 from callcenter.store import records
 from callcenter.store.customers import lookup
 from callcenter.store.models import Callback, User
+from callcenter.voice import controls
 from callcenter.voice.calls import CallManager
 from callcenter.voice.dialog import Dialog
 from callcenter.voice.dialplan import DialError, DialPlan
@@ -98,6 +100,10 @@ class OutboundCall:
     #: A queued callback: the contact the router offered the agent (recorded by
     #: the contact center when it ends, not here).
     contact_id: str | None = None
+    #: Held or muted from the agent's console, and the music the customer hears.
+    held: bool = False
+    muted: bool = False
+    player: Player | None = None
     #: Gets the end reason when either side hangs up or the server stops.
     hung_up: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -494,6 +500,8 @@ class OutboundCalls:
 
     async def _finish(self, call: OutboundCall, reason: str) -> None:
         call.end(reason)
+        if call.player is not None:
+            call.player.stop()
         if call.bridge is not None:
             call.bridge.close()
         legs = [leg for leg in (call.customer, call.agent) if leg is not None]
@@ -643,8 +651,31 @@ class OutboundCalls:
             contact.recording_path = str(call.recording)
         call.recorder = CallRecorder(call.recording)
         call.bridge = Bridge(customer.port, agent.port, call.recorder)
+        # The console learns the customer picked up: its call controls apply from now.
+        self.center.call_state(agent_id, call.contact_id, {"customer_answered": True})
         log.info("callback %s connected", call.call_id)
         return await call.hung_up
+
+    async def control(self, call_id: str, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The agent's console on a connected callback: hang up, hold, mute, keypad."""
+        call = self.active.get(call_id)
+        if call is None or call.bridge is None or call.agent is None or call.customer is None:
+            raise ContactError("not_connected", "the call is not connected")
+        if action == "hangup":
+            call.end("agent_hung_up")
+            return {}
+        if action not in controls.ACTIONS:
+            raise ContactError("not_supported", "not on a callback")
+        return await controls.press(
+            call,
+            action,
+            body,
+            bridge=call.bridge,
+            customer=call.customer.port,
+            agent=call.agent.port,
+            clock=self.inbound.clock,
+            music=self.inbound.music_on_hold(call.customer.port.encoding),
+        )
 
     async def _refuse(self, call: OutboundCall) -> None:
         """The agent did not take the callback: the router's no-answer rule applies."""

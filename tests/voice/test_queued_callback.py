@@ -65,6 +65,13 @@ async def test_a_caller_keeps_their_place_and_the_agent_calls_back(
         lambda m: m.get("type") == "connected" and m.get("contact_id") == offer["contact_id"],
         timeout=20,
     )
+    # The console hears when the customer answers; its call controls work from then.
+    await console.type("call_state", contact_id=offer["contact_id"], customer_answered=True)
+    for action, held in (("hold", True), ("resume", False)):
+        await console.send(type="call", contact_id=offer["contact_id"], action=action, ref=action)
+        await console.type("ok", ref=action)
+        state = await console.type("call_state", contact_id=offer["contact_id"])
+        assert state["held"] is held
     for peer in (office, phone):
         done = await peer.finish()
         assert done.returncode == 0, done.errors or done.stderr
