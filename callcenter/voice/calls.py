@@ -17,13 +17,10 @@ recording goes with the interaction.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import datetime as dt
 import logging
-import math
 import uuid
-import wave
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +39,6 @@ from callcenter.ivr.asr import SpeechRecognizer, SpeechStream
 from callcenter.ivr.flow import Flow, FlowLimits, load_flows
 from callcenter.ivr.interpreter import Interpreter
 from callcenter.ivr.tts import VOICES, PromptCache
-from callcenter.media import g711
 from callcenter.media.bridge import Bridge
 from callcenter.media.clock import MediaClock
 from callcenter.media.player import Player
@@ -63,6 +59,7 @@ from callcenter.voice.dialog import Dialog
 from callcenter.voice.leg import Leg, NoCommonCodec
 from callcenter.voice.monitor import Monitor
 from callcenter.voice.service import VoiceService
+from callcenter.voice.sounds import Sounds
 from callcenter.voice.transfer import Consult, Transfers
 
 if TYPE_CHECKING:
@@ -165,9 +162,9 @@ class CallManager:
         #: Calls whose agent has left, still in the flow (a survey) after the contact.
         self.surveys: dict[str, Call] = {}
         self.draining = False
-        self._music_cache: dict[str, bytes] = {}
-        self._sounds: dict[str, bytes] = {}
-        self.sounds = Path(vs.sounds_directory) if vs.sounds_directory else folder / "sounds"
+        self.sounds = Sounds(
+            Path(vs.sounds_directory) if vs.sounds_directory else Path(folder) / "sounds"
+        )
         #: Set when draining and the last call has ended.
         self._idle = asyncio.Event()
         self._watchdog: asyncio.Task[None] | None = None
@@ -390,7 +387,9 @@ class CallManager:
                     audio = b""
                 self._queue_prompt(call, audio)
             case ivr.Play():
-                self._queue_prompt(call, await self._sound(action.path, call.caller.port.encoding))
+                self._queue_prompt(
+                    call, await self.sounds.load(action.path, call.caller.port.encoding)
+                )
             case ivr.StopPrompt():
                 call.prompts.clear()
                 call.prompting = False
@@ -635,33 +634,6 @@ class CallManager:
             call.player = Player(call.caller.port, self.clock, call.music, loop=True)
             call.player.start()
 
-    async def _sound(self, name: str, encoding: str) -> bytes:
-        """An audio file of the sounds folder in the call's codec; b"" (logged) if unusable."""
-        key = f"{encoding}:{name}"
-        if key not in self._sounds:
-            path = (self.sounds / name).resolve()
-            if not path.is_relative_to(self.sounds.resolve()):
-                log.warning("sound %r is outside the sounds folder", name)
-                return b""
-            try:
-                pcm = await asyncio.to_thread(_read_sound, path)
-            except (OSError, ValueError, EOFError) as error:
-                log.warning("sound %s not played: %s", path, error)
-                return b""
-            self._sounds[key] = (
-                g711.pcm_to_alaw(pcm) if encoding == "PCMA" else g711.pcm_to_ulaw(pcm)
-            )
-        return self._sounds[key]
-
-    def music_on_hold(self, encoding: str) -> bytes:
-        """Music on hold in the call's codec: a soft two-note chime every few seconds."""
-        cached = self._music_cache.get(encoding)
-        if cached is None:
-            pcm = _chime()
-            cached = g711.pcm_to_alaw(pcm) if encoding == "PCMA" else g711.pcm_to_ulaw(pcm)
-            self._music_cache[encoding] = cached
-        return cached
-
     def _stop_player(self, call: Call) -> None:
         if call.player is not None:
             player, call.player = call.player, None
@@ -700,8 +672,8 @@ class CallManager:
         contact, verified = await self._new_contact(call, action.queue, call.contact_id)
         call.queued = True
         encoding = call.caller.port.encoding
-        call.music = (await self._sound(action.music, encoding)) if action.music else b""
-        call.music = call.music or self.music_on_hold(encoding)
+        call.music = (await self.sounds.load(action.music, encoding)) if action.music else b""
+        call.music = call.music or self.sounds.music_on_hold(encoding)
         self.by_contact[call.contact_id] = call
         try:
             await self.center.arrive(contact, action.tier if verified else None)
@@ -1061,7 +1033,7 @@ class CallManager:
     def hold_music(self, call: Call) -> None:
         """The caller hears music on hold until :meth:`stop_music`."""
         self._stop_player(call)
-        music = call.music or self.music_on_hold(call.caller.port.encoding)
+        music = call.music or self.sounds.music_on_hold(call.caller.port.encoding)
         call.player = Player(call.caller.port, self.clock, music, loop=True)
         call.player.start()
 
@@ -1162,23 +1134,3 @@ class CallManager:
 def _describe(collected: dict[str, str]) -> str:
     """What the IVR collected, one line each, for a voicemail ticket."""
     return "\n".join(f"{name}: {value}" for name, value in sorted(collected.items()))
-
-
-def _chime(seconds: float = 4.0, rate: int = 8000) -> bytes:
-    """Linear PCM: two soft notes (E5, C5) with a decaying envelope, then quiet."""
-    samples = array.array("h", bytes(2 * int(seconds * rate)))
-    for start, freq in ((0.0, 659.25), (0.6, 523.25)):
-        first = int(start * rate)
-        for n in range(int(1.2 * rate)):
-            envelope = math.exp(-3.0 * n / rate)
-            value = 4000 * envelope * math.sin(2 * math.pi * freq * n / rate)
-            samples[first + n] = max(-32768, min(32767, samples[first + n] + int(value)))
-    return samples.tobytes()
-
-
-def _read_sound(path: Path) -> bytes:
-    """16-bit linear PCM of a WAV file at 8 kHz, mono (the format prompts are sent in)."""
-    with wave.open(str(path), "rb") as sound:
-        if (sound.getframerate(), sound.getnchannels(), sound.getsampwidth()) != (8000, 1, 2):
-            raise ValueError("expected WAV at 8 kHz, mono, 16-bit")
-        return sound.readframes(sound.getnframes())

@@ -674,7 +674,7 @@ class OutboundCalls:
             customer=call.customer.port,
             agent=call.agent.port,
             clock=self.inbound.clock,
-            music=self.inbound.music_on_hold(call.customer.port.encoding),
+            music=self.inbound.sounds.music_on_hold(call.customer.port.encoding),
         )
 
     async def _refuse(self, call: OutboundCall) -> None:

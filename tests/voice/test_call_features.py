@@ -13,6 +13,7 @@ import pytest
 
 from callcenter.media import g711
 from callcenter.server import Server
+from callcenter.voice.sounds import Sounds
 from tests.conftest import ApiClient
 from tests.voice.sipp import Sipp, available_console, free_port, register_phone, sipp
 
@@ -86,9 +87,8 @@ async def test_draining_refuses_new_calls(server: Server, tmp_path: Path) -> Non
     assert "503" in refused.errors + refused.stdout
 
 
-async def test_sounds_are_played_in_the_calls_codec(server: Server, tmp_path: Path) -> None:
-    assert server.calls is not None
-    server.calls.sounds = tmp_path
+async def test_sounds_are_played_in_the_calls_codec(tmp_path: Path) -> None:
+    sounds = Sounds(tmp_path)
     tone = array.array(
         "h", [int(8000 * math.sin(2 * math.pi * 440 * n / 8000)) for n in range(8000)]
     )
@@ -102,14 +102,14 @@ async def test_sounds_are_played_in_the_calls_codec(server: Server, tmp_path: Pa
         sound.setsampwidth(2)
         sound.setframerate(8000)
         sound.writeframes(bytes(3200))
-    ulaw = await server.calls._sound("beep.wav", "PCMU")
-    alaw = await server.calls._sound("beep.wav", "PCMA")
+    ulaw = await sounds.load("beep.wav", "PCMU")
+    alaw = await sounds.load("beep.wav", "PCMA")
     assert len(ulaw) == len(alaw) == 8000 and ulaw != alaw
     assert g711.ulaw_to_pcm(ulaw)[:400] != bytes(400)  # not silence
     # Refused, not played: another format, a missing file, a path out of the folder.
-    assert await server.calls._sound("stereo.wav", "PCMU") == b""
-    assert await server.calls._sound("missing.wav", "PCMU") == b""
-    assert await server.calls._sound("../beep.wav", "PCMU") == b""
+    assert await sounds.load("stereo.wav", "PCMU") == b""
+    assert await sounds.load("missing.wav", "PCMU") == b""
+    assert await sounds.load("../beep.wav", "PCMU") == b""
 
 
 @pytest.mark.settings(sip=SIP, voice={"numbers": {"100": "support"}, "flows_directory": str(FLOWS)})
