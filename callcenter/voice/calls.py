@@ -56,7 +56,7 @@ from callcenter.store.models import BusinessHours, Holiday
 from callcenter.store.tickets import new_ticket
 from callcenter.voice import controls
 from callcenter.voice.dialog import Dialog
-from callcenter.voice.leg import Leg, NoCommonCodec
+from callcenter.voice.leg import Leg, NoCommonCodec, ack_again
 from callcenter.voice.monitor import Monitor
 from callcenter.voice.service import VoiceService
 from callcenter.voice.sounds import Sounds
@@ -310,17 +310,8 @@ class CallManager:
             server.reply(487)
 
     def stray_response(self, response: Response, peer: Peer) -> None:
-        # A 2xx to our INVITE retransmitted because our ACK was lost: ACK again.
-        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
-            return
-        for call in self.by_contact.values():
-            agent = call.agent
-            if (
-                agent is not None
-                and agent.dialog is not None
-                and agent.dialog.call_id == response.call_id
-            ):
-                agent.send_ack(response)
+        calls = [*self.by_contact.values(), *self.externals.values()]
+        ack_again(response, [leg for call in calls for leg in (call.agent, call.external)])
 
     def _no_ack(self, leg: Leg) -> None:
         for call in list(self.calls.values()):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from callcenter.media.port import PortAllocator, RtpPort
 from callcenter.sip import sdp, session_timer
@@ -392,3 +392,13 @@ class Leg:
         if self._retransmit is not None:
             self._retransmit.cancel()
         self.port.close()
+
+
+def ack_again(response: Response, legs: Iterable[Leg | None]) -> None:
+    """A 2xx to one of ``legs``' INVITEs came again, our ACK lost: ACK it again
+    (RFC 3261 13.2.2.4). Anything else is no business of these legs."""
+    if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
+        return
+    for leg in legs:
+        if leg is not None and leg.dialog is not None and leg.dialog.call_id == response.call_id:
+            leg.send_ack(response)

@@ -39,7 +39,7 @@ from callcenter.media.recorder import Side
 from callcenter.sip.endpoint import Peer, ServerRequest
 from callcenter.sip.message import Response
 from callcenter.voice.dialog import Dialog
-from callcenter.voice.leg import Leg
+from callcenter.voice.leg import Leg, ack_again
 
 if TYPE_CHECKING:
     from callcenter.voice.calls import Call, CallManager
@@ -200,13 +200,7 @@ class Monitor:
         return True
 
     def stray_response(self, response: Response, peer: Peer) -> None:
-        """A 2xx to our INVITE again, our ACK lost: ACK again (RFC 3261 13.2.2.4)."""
-        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
-            return
-        for session in self.sessions.values():
-            leg = session.leg
-            if leg is not None and leg.dialog and leg.dialog.call_id == response.call_id:
-                leg.send_ack(response)
+        ack_again(response, [session.leg for session in self.sessions.values()])
 
     # -- internals ---------------------------------------------------------------------
 

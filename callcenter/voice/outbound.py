@@ -56,7 +56,7 @@ from callcenter.voice import controls
 from callcenter.voice.calls import CallManager
 from callcenter.voice.dialog import Dialog
 from callcenter.voice.dialplan import DialError, DialPlan
-from callcenter.voice.leg import Leg
+from callcenter.voice.leg import Leg, ack_again
 
 log = logging.getLogger(__name__)
 
@@ -253,24 +253,13 @@ class OutboundCalls:
 
     async def _connect(self, call: OutboundCall, found: tuple[Peer, str]) -> str:
         """Ring the agent, then the customer, and bridge them; returns why the call ended."""
-        s = self.settings
-        peer, target = found
-        try:
-            agent, final = await Leg.ring(
-                self.endpoint,
-                self.allocator,
-                self.address,
-                self.codec,
-                peer=peer,
-                target=target,
-                caller=f'"{call.number}" <sip:{call.number}@{self.address}>',
-            )
-        except PortsExhausted:
-            return "no_media_ports"
-        call.agent = agent
-        response = await self._answered(call.hung_up, agent, final, s.agent_ring_seconds)
-        if agent.dialog is not None:
-            self._dialogs[agent.dialog.key] = call
+        response = await self._ring_agent(
+            call, found, f'"{call.number}" <sip:{call.number}@{self.address}>'
+        )
+        if isinstance(response, str):
+            return response
+        agent = call.agent
+        assert agent is not None
         if call.hung_up.done():
             return call.hung_up.result()
         if not 200 <= response.status < 300:
@@ -345,6 +334,31 @@ class OutboundCalls:
         if on_leg is None:
             leg.close()
         return None, failure(response.status, "customer")
+
+    async def _ring_agent(
+        self, call: OutboundCall, found: tuple[Peer, str], caller: str
+    ) -> Response | str:
+        """Ring the agent's phone for ``call``: its final response, or why it cannot ring."""
+        peer, target = found
+        try:
+            agent, final = await Leg.ring(
+                self.endpoint,
+                self.allocator,
+                self.address,
+                self.codec,
+                peer=peer,
+                target=target,
+                caller=caller,
+            )
+        except PortsExhausted:
+            return "no_media_ports"
+        call.agent = agent
+        response = await self._answered(
+            call.hung_up, agent, final, self.settings.agent_ring_seconds
+        )
+        if agent.dialog is not None:
+            self._dialogs[agent.dialog.key] = call
+        return response
 
     async def _answered(
         self, stop: asyncio.Future[Any], leg: Leg, final: asyncio.Future[Response], timeout: float
@@ -487,14 +501,7 @@ class OutboundCalls:
         return True
 
     def stray_response(self, response: Response, peer: Peer) -> None:
-        # A 2xx to our INVITE retransmitted because our ACK was lost: ACK again.
-        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
-            return
-        for call in self.active.values():
-            for leg in (call.agent, call.customer):
-                if leg is not None and leg.dialog is not None:
-                    if leg.dialog.call_id == response.call_id:
-                        leg.send_ack(response)
+        ack_again(response, [leg for c in self.active.values() for leg in (c.agent, c.customer)])
 
     # -- the end -----------------------------------------------------------------------
 
@@ -597,29 +604,18 @@ class OutboundCalls:
         assert call.contact_id is not None
         agent_id = str(call.user_id)
         found = self.voice.phone_of(call.user_id)
-        if found is None:
-            await self._refuse(call)
-            return "agent_no_phone"
-        peer, target = found
-        try:
-            agent, final = await Leg.ring(
-                self.endpoint,
-                self.allocator,
-                self.address,
-                self.codec,
-                peer=peer,
-                target=target,
-                caller=f'"Callback {call.number}" <sip:callback@{self.address}>',
+        response = (
+            await self._ring_agent(
+                call, found, f'"Callback {call.number}" <sip:callback@{self.address}>'
             )
-        except PortsExhausted:
-            await self._refuse(call)
-            return "no_media_ports"
-        call.agent = agent
-        response = await self._answered(
-            call.hung_up, agent, final, self.settings.agent_ring_seconds
+            if found is not None
+            else "agent_no_phone"
         )
-        if agent.dialog is not None:
-            self._dialogs[agent.dialog.key] = call
+        if isinstance(response, str):
+            await self._refuse(call)
+            return response
+        agent = call.agent
+        assert agent is not None
         if call.hung_up.done():
             return call.hung_up.result()
         if not 200 <= response.status < 300:

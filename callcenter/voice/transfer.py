@@ -49,7 +49,7 @@ from callcenter.sip.message import Response
 from callcenter.store.models import User
 from callcenter.voice.dialog import Dialog
 from callcenter.voice.dialplan import DialError
-from callcenter.voice.leg import Leg
+from callcenter.voice.leg import Leg, ack_again
 
 if TYPE_CHECKING:
     from callcenter.voice.calls import Call, CallManager
@@ -320,13 +320,7 @@ class Transfers:
         return True
 
     def stray_response(self, response: Response, peer: Peer) -> None:
-        """A 2xx to our INVITE again, our ACK lost: ACK again (RFC 3261 13.2.2.4)."""
-        if response.cseq.method != "INVITE" or not 200 <= response.status < 300:
-            return
-        for consult in self.consults.values():
-            leg = consult.leg
-            if leg is not None and leg.dialog and leg.dialog.call_id == response.call_id:
-                leg.send_ack(response)
+        ack_again(response, [consult.leg for consult in self._dialogs.values()])
 
     # -- internals ---------------------------------------------------------------------
 
