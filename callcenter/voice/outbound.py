@@ -258,15 +258,22 @@ class OutboundCalls:
         )
         if isinstance(response, str):
             return response
-        agent = call.agent
-        assert agent is not None
         if call.hung_up.done():
             return call.hung_up.result()
         if not 200 <= response.status < 300:
             return failure(response.status, "agent")
         call.agent_answered = True
+        failed = await self._call_customer(call, call.number)
+        if failed:
+            return failed
+        log.info("outbound call %s connected", call.call_id)
+        return await call.hung_up
+
+    async def _call_customer(self, call: OutboundCall, number: str) -> str:
+        """Ring the customer; once answered, bridge and record the call. Returns why
+        not, or "" when connected."""
         customer, why = await self.ring_number(
-            call.number, self.codec, call.hung_up, on_leg=lambda leg: setattr(call, "customer", leg)
+            number, self.codec, call.hung_up, on_leg=lambda leg: setattr(call, "customer", leg)
         )
         if customer is not None and customer.dialog is not None:
             self._dialogs[customer.dialog.key] = call
@@ -274,13 +281,13 @@ class OutboundCalls:
             return call.hung_up.result()
         if customer is None:
             return why
+        assert call.agent is not None
         call.answered_at = utcnow()
         self.recordings.mkdir(parents=True, exist_ok=True)
         call.recording = self.recordings / f"{call.call_id}.wav"
         call.recorder = CallRecorder(call.recording)
-        call.bridge = Bridge(customer.port, agent.port, call.recorder)
-        log.info("outbound call %s connected", call.call_id)
-        return await call.hung_up
+        call.bridge = Bridge(customer.port, call.agent.port, call.recorder)
+        return ""
 
     async def ring_number(
         self,
@@ -614,8 +621,6 @@ class OutboundCalls:
         if isinstance(response, str):
             await self._refuse(call)
             return response
-        agent = call.agent
-        assert agent is not None
         if call.hung_up.done():
             return call.hung_up.result()
         if not 200 <= response.status < 300:
@@ -630,23 +635,12 @@ class OutboundCalls:
             number = self.plan.rewrite(call.number)
         except DialError:
             return "invalid_number"
-        customer, why = await self.ring_number(
-            number, self.codec, call.hung_up, on_leg=lambda leg: setattr(call, "customer", leg)
-        )
-        if customer is not None and customer.dialog is not None:
-            self._dialogs[customer.dialog.key] = call
-        if call.hung_up.done():
-            return call.hung_up.result()
-        if customer is None:
-            return why
-        call.answered_at = utcnow()
-        self.recordings.mkdir(parents=True, exist_ok=True)
-        call.recording = self.recordings / f"{call.call_id}.wav"
+        failed = await self._call_customer(call, number)
+        if failed:
+            return failed
         contact = self.center.contacts.get(call.contact_id)
         if contact is not None:
             contact.recording_path = str(call.recording)
-        call.recorder = CallRecorder(call.recording)
-        call.bridge = Bridge(customer.port, agent.port, call.recorder)
         # The console learns the customer picked up: its call controls apply from now.
         self.center.call_state(agent_id, call.contact_id, {"customer_answered": True})
         log.info("callback %s connected", call.call_id)
