@@ -2,11 +2,13 @@
 
 let csrf = "";
 
+// The server answers every failure with {"error": {code, message, ...}}.
 export class ApiError extends Error {
   constructor(status, body) {
-    super((body && body.message) || `HTTP ${status}`);
+    const error = (body && typeof body.error === "object" && body.error) || {};
+    super(error.message || `HTTP ${status}`);
     this.status = status;
-    this.code = (body && body.error) || "http_error";
+    this.code = error.code || "http_error";
     this.body = body;
   }
 }

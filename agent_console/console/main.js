@@ -288,6 +288,7 @@ function layout() {
         { class: "contact-list", "aria-labelledby": "contacts-heading" },
         h("h2", { id: "contacts-heading", "data-i18n": "contacts.heading" }),
         h("ul", { id: "contacts", class: "plain" }),
+        dialForm(),
       ),
       h("section", { id: "conversation", class: "conversation", "aria-live": "polite" }),
       h("aside", { id: "pop", class: "pop-pane", "aria-label": t("pop.customer") }),
@@ -385,7 +386,7 @@ function renderConversation() {
     { class: "conversation-head" },
     h("h2", { text: customerName(contact) }),
     tierBadge(contact.pop?.customer?.tier),
-    h("span", { class: "muted", text: `${label("channel", contact.channel)} · ${t("conversation.queue")} ${contact.queue}` }),
+    h("span", { class: "muted", text: `${label("channel", contact.channel)} · ${t("conversation.queue")} ${label("queue", contact.queue)}` }),
   );
   const parts = [header];
   parts.push(transcript, h("p", { id: "typing", class: "typing muted", "aria-live": "polite" }));
@@ -730,7 +731,7 @@ function renderPopPane() {
   const pane = $("#pop");
   if (!pane) return;
   const contact = state.contacts.get(state.selected);
-  fill(pane, contact ? renderPop(contact.pop, (id) => openTicket(id), state.me.user) : null);
+  fill(pane, contact ? renderPop(contact.pop, (id) => openTicket(id), state.me.user, dial) : null);
 }
 
 function openTicket(id) {
@@ -840,6 +841,34 @@ function onKey(event) {
 }
 
 // -- misc ---------------------------------------------------------------------------------
+
+// Click-to-call: the agent's own phone rings first, then the number's.
+function dialForm() {
+  const number = h("input", { id: "dial-number", type: "tel", maxlength: 40, autocomplete: "off" });
+  return h(
+    "form",
+    {
+      id: "dial-form",
+      class: "dial",
+      onsubmit: (event) => {
+        event.preventDefault();
+        if (number.value.trim()) dial(number.value.trim());
+      },
+    },
+    h("label", { for: "dial-number", "data-i18n": "dial.label" }),
+    number,
+    h("button", { id: "dial-button", type: "submit", "data-i18n": "dial.call" }),
+  );
+}
+
+async function dial(number, customerId = null) {
+  try {
+    await api("POST", "/calls", { number, customer_id: customerId });
+    toast(t("dial.ringing", { number }));
+  } catch (error) {
+    toast(t("dial.failed", { reason: label("dial.error", error.code) }));
+  }
+}
 
 function toast(text) {
   const note = h("div", { class: "toast", role: "status", text });

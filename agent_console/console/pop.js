@@ -36,8 +36,40 @@ function recording(item, me) {
   });
 }
 
-/** The customer card and the rest of the pop, for the contact being shown. */
-export function renderPop(pop, openTicket, me) {
+// The customer's phones, each with a button that calls it (click-to-call).
+function phones(customer, dial) {
+  const list = customer.phones || [];
+  if (!list.length) return null;
+  return [
+    h("dt", { text: t("pop.phone") }),
+    h(
+      "dd",
+      { class: "phones" },
+      list.map((phone) =>
+        h(
+          "span",
+          { class: "phone" },
+          phoneText(phone),
+          dial
+            ? h(
+                "button",
+                {
+                  class: "link call-phone",
+                  title: t("dial.call_customer"),
+                  onclick: () => dial(typeof phone === "string" ? phone : phone.number, customer.id ?? null),
+                },
+                t("dial.call"),
+              )
+            : null,
+        ),
+      ),
+    ),
+  ];
+}
+
+/** The customer card and the rest of the pop, for the contact being shown;
+ * ``dial(number, customerId)`` calls one of the customer's phones. */
+export function renderPop(pop, openTicket, me, dial = null) {
   if (!pop) return h("p", { class: "muted", text: t("pop.none") });
   const customer = pop.customer;
   const card = h("section", { class: "card customer-card", "aria-label": t("pop.customer") });
@@ -66,7 +98,7 @@ export function renderPop(pop, openTicket, me) {
       h(
         "dl",
         { class: "facts" },
-        field("pop.phone", (customer.phones || []).map(phoneText)),
+        phones(customer, dial),
         field("pop.email", (customer.emails || []).map((e) => (typeof e === "string" ? e : e.email))),
         field("pop.company", customer.company),
         field("pop.account", customer.account_number),

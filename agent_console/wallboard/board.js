@@ -252,7 +252,8 @@ export class Board {
 
   displayName(queue) {
     const info = this.queueInfo.get(queue);
-    return (info && info.display_name) || queue;
+    // The router's own queue (calls for one agent) has a translated name.
+    return (info && info.display_name) || label("queue", queue);
   }
 
   // -- rendering ------------------------------------------------------------------
@@ -370,7 +371,8 @@ export class Board {
     if (!q) return;
     const display = this.displayName(q.queue);
     refs.title.textContent = display;
-    refs.subtitle.textContent = display === q.queue ? "" : q.queue;
+    // The queue's own name under its display name; none for the router's own queue.
+    refs.subtitle.textContent = display === q.queue || !this.queueInfo.has(q.queue) ? "" : q.queue;
     refs.el.setAttribute("aria-label", display);
     refs.waiting.textContent = String(q.waiting);
     const longest = this.longestWait(q);

@@ -3,7 +3,7 @@
 
 import { api, query } from "../common/api.js";
 import { h, fill } from "../common/dom.js";
-import { currentLanguage, duration, percent, t, time } from "../common/i18n.js";
+import { currentLanguage, duration, label, percent, t, time } from "../common/i18n.js";
 import { barLineChart } from "./charts.js";
 import { downloadCsv } from "./csv.js";
 
@@ -145,7 +145,8 @@ export class Reports {
 
   displayName(queue) {
     const info = this.queueInfo.get(queue);
-    return (info && info.display_name) || queue;
+    // The router's own queue (calls for one agent) has a translated name.
+    return (info && info.display_name) || label("queue", queue);
   }
 
   render() {

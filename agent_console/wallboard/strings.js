@@ -8,6 +8,7 @@ import { register } from "../common/i18n.js";
 register({
   en: {
     "wb.title": "Supervisor wallboard",
+    "queue.direct": "Direct to an agent",
     "wb.tabs": "Views",
     "wb.tab_live": "Live",
     "wb.tab_reports": "Reports",
@@ -152,6 +153,7 @@ register({
   },
   "zh-CN": {
     "wb.title": "主管实时监控",
+    "queue.direct": "直接转给坐席",
     "wb.tabs": "视图",
     "wb.tab_live": "实时",
     "wb.tab_reports": "报表",

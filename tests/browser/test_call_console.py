@@ -6,6 +6,7 @@ browser, the second through its console's websocket.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tests.conftest import ApiClient, add_user
 from tests.voice.sipp import Sipp, available_console, free_port
 from tests.voice.test_call_edges import agent_phone
 from tests.voice.test_monitor import CALLER_HZ, RATE, tone
+from tests.voice.test_outbound import CUSTOMER, NATIONAL, TRUNK, trunk
 
 FLOWS = Path(__file__).parents[1] / "voice" / "flows"
 
@@ -91,6 +93,49 @@ async def test_consult_another_agent_then_complete_the_transfer(
         for peer in peers:
             done = await peer.finish()
             assert done.returncode == 0, done.errors or done.stderr
+    finally:
+        for peer in peers:
+            if peer.process is not None and peer.process.returncode is None:
+                peer.process.kill()
+                await peer.finish()
+
+
+@pytest.mark.settings(sip={"digest_algorithms": ["MD5", "SHA-256"]}, outbound=TRUNK)
+async def test_click_to_call_from_the_console(
+    server: Server, client: ApiClient, pages: Pages, tmp_path: Path
+) -> None:
+    assert server.outbound is not None
+    peers: list[Sipp] = []
+    try:
+        phone = await agent_phone(
+            peers, server, tmp_path, "agent_answers", "1001", "sip-secret-1001"
+        )
+        page = await pages.open("/console/")
+        await log_in(page, "agent")
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+
+        # A number the agent's role may not dial: told why, nothing rings.
+        await page.fill("#dial-number", "+4420123456")
+        await page.click("#dial-button")
+        await expect(page.locator(".toast").last).to_have_text(
+            "Not called: your role may not dial this number"
+        )
+        customer = await trunk(tmp_path, "trunk_answers")
+        peers.append(customer)
+        await page.fill("#dial-number", NATIONAL)
+        await page.press("#dial-number", "Enter")
+        await expect(page.locator(".toast").last).to_contain_text("Your phone rings")
+        for peer in (customer, phone):  # the agent answered, then the customer
+            done = await peer.finish()
+            assert done.returncode == 0, done.errors or done.stderr
+        await client.login("super")
+        for _ in range(100):
+            found = await client.get("/api/v1/interactions", channel="voice")
+            if found.body["items"]:
+                break
+            await asyncio.sleep(0.1)
+        [record] = found.body["items"]
+        assert record["direction"] == "outbound" and record["remote_identity"] == CUSTOMER
     finally:
         for peer in peers:
             if peer.process is not None and peer.process.returncode is None:
