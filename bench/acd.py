@@ -2,8 +2,8 @@
 
 Project path: a :class:`Router` with 20 queues (a topic skill and a language
 skill each, with minimum proficiency levels, some widening with the wait) and
-2,000 agents with random mixed skills, driven through ``dispatch.run`` with the
-in-process live-state store exactly as the routing engine drives it. The
+2,000 agents with random mixed skills, driven through ``dispatch.run_now`` with
+the in-process live-state store exactly as the routing engine drives it. The
 queues are filled to 10,000 waiting contacts (voice and chat, mixed customer
 tiers) and kept there: agents ring, accept (or reject, or let the offer time
 out and come back later), talk, wrap up (by the queue's timer, or earlier by
@@ -13,9 +13,9 @@ Time is virtual: the clock jumps to the next thing that happens, and the
 router's own deadlines are fired with ``Tick`` as the engine's timer does.
 
 A decision is one ``Offer`` effect. The rate is decisions per second of time
-spent in the router and the store (every ``dispatch.run`` and
+spent in the router and the store (every ``dispatch.run_now`` and
 ``next_deadline`` call of the measured phase), not in the simulated floor
-around them; the latency is the p99 of the ``dispatch.run`` calls that
+around them; the latency is the p99 of the ``dispatch.run_now`` calls that
 produced at least one offer.
 
 Ceiling: a bare ``heapq`` push and pop per decision, on a heap as large as the
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 
 from callcenter.acd import events as ev
-from callcenter.acd.dispatch import run
+from callcenter.acd.dispatch import run_now
 from callcenter.acd.router import Router
 from callcenter.acd.rules import QueueRules, RouterSettings, Widening
 from callcenter.state.memory import MemoryLiveState
@@ -430,8 +430,8 @@ async def build(seed: int, agent_count: int, waiting: int) -> Setup:
     floor = Floor(rng, queues, agents, waiting)
     for agent in agents:
         joined = ev.AgentJoined(agent.agent_id, agent.skills, agent.capacity, agent.order)
-        await run(router, store, joined, T0)
-        await run(router, store, ev.AgentPresenceChanged(agent.agent_id, "available"), T0)
+        run_now(router, store, joined, T0)
+        run_now(router, store, ev.AgentPresenceChanged(agent.agent_id, "available"), T0)
     floor.fill()
     return Setup(router, store, floor, queues, agents)
 
@@ -465,7 +465,7 @@ async def drive(
             if event is None:
                 continue
         began = clock()
-        effects = await run(router, store, event, now)
+        effects = run_now(router, store, event, now)
         spent = clock() - began
         tally.router_ns += spent
         tally.events += 1
@@ -582,7 +582,7 @@ async def bench(decisions: int, seed: int, agent_count: int, waiting: int) -> di
         f" waiting {line_at_start} at start, {line_at_end} at end"
     )
     print(
-        f"  router       : {rate:10.0f} decisions/s  ({router_s:.2f} s in dispatch.run and"
+        f"  router       : {rate:10.0f} decisions/s  ({router_s:.2f} s in dispatch.run_now and"
         f" next_deadline, of which next_deadline {tally.deadline_ns / 1e9:.2f} s)"
     )
     print(

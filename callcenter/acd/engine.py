@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from callcenter.acd import events as ev
-from callcenter.acd.dispatch import run
+from callcenter.acd.dispatch import run, run_now
 from callcenter.acd.router import QueueConfigured, Router
 from callcenter.clock import to_iso, utcnow
-from callcenter.state.contract import LiveState
+from callcenter.state.contract import ImmediateLiveState, LiveState
 from callcenter.store.recorder import Recorder
 from callcenter.store.records import QUEUE_LOG
 
@@ -54,6 +54,8 @@ class RoutingEngine:
     ) -> None:
         self.router = router
         self.store = store
+        #: The same store when it answers at once: decisions then skip the event loop.
+        self._immediate = store if isinstance(store, ImmediateLiveState) else None
         self.recorder = recorder
         self.clock = clock
         self.listeners: list[Listener] = []
@@ -83,7 +85,10 @@ class RoutingEngine:
     async def submit(self, event: ev.Event | QueueConfigured) -> list[ev.Effect]:
         """Hand ``event`` to the router; returns the outward effects it caused."""
         async with self._lock:
-            effects = await run(self.router, self.store, event, self.clock())
+            if self._immediate is not None:
+                effects = run_now(self.router, self._immediate, event, self.clock())
+            else:
+                effects = await run(self.router, self.store, event, self.clock())
         for effect in effects:
             if isinstance(effect, ev.QueueLog):
                 self._lines.put_nowait(effect)

@@ -36,8 +36,10 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Iterable
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from callcenter.acd import events as ev
 from callcenter.acd.lifecycle import (
@@ -54,6 +56,13 @@ from callcenter.acd.strategies import Candidate, choose
 S = ContactStatus
 #: Heap entries examined at the head of a queue when an agent frees up.
 HEAD_SCAN = 8
+# Enum members read through a class cost more than a module global, and
+# these are read at every decision.
+_AVAILABLE = Presence.AVAILABLE
+_ARRIVED, _QUEUED, _OFFERED, _CONNECTED = S.ARRIVED, S.QUEUED, S.OFFERED, S.CONNECTED
+_WRAPUP, _DONE, _ABANDONED, _OVERFLOWED = S.WRAPUP, S.DONE, S.ABANDONED, S.OVERFLOWED
+#: Statuses in which a widening timer still counts.
+_WIDENING = (S.QUEUED, S.OFFERED)
 
 
 class UnknownQueue(KeyError):
@@ -68,7 +77,7 @@ class UnknownAgent(KeyError):
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class _Agent:
     agent_id: str
     skills: dict[str, int]
@@ -86,17 +95,24 @@ class _Agent:
     talk_seconds: float = 0.0
     #: Queue -> the widening step from which this agent qualifies (0 = always).
     steps: dict[str, int] = field(default_factory=dict)
-    #: (channel, heap) of every lane the agent may serve, and the router's lane
-    #: generation it was built for.
-    lanes: list[tuple[str, list[_Entry]]] = field(default_factory=list)
+    #: (channel, lane number) of every lane the agent may serve, and the
+    #: router's lane generation it was built for.
+    lanes: list[tuple[str, int]] = field(default_factory=list)
     lanes_built: int = -1
+    #: Free channels -> the numbers of ``lanes`` on them, in order.
+    lanes_on: dict[tuple[str, ...], tuple[int, ...]] = field(default_factory=dict)
     #: What the free-agent index lists the agent under now: its free channels,
     #: for the queues and steps of this ``steps`` mapping.
     listed_free: tuple[str, ...] = ()
     listed_steps: dict[str, int] = field(default_factory=dict)
+    #: Channel -> the free-agent sets of ``listed_steps`` for it: an agent goes
+    #: in and out of them at every contact, so the keys are looked up once.
+    free_sets: dict[str, list[set[str]]] = field(default_factory=dict)
+    #: The channels of ``capacity`` with at least one slot, in its order.
+    channels: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Contact:
     contact_id: str
     queue: str
@@ -105,7 +121,7 @@ class _Contact:
     ivr_priority: int
     skills: dict[str, int]
     waiting_since: dt.datetime
-    status: ContactStatus = S.ARRIVED
+    status: ContactStatus = _ARRIVED
     version: int = 0
     #: Set on every (re)enqueue, unique across contacts; heap entries with
     #: another number are stale.
@@ -122,6 +138,12 @@ class _Contact:
     agent: str | None = None
     answered_at: dt.datetime | None = None
     callback: str | None = None
+    #: ``skills`` as a lane needs them (sorted pairs), and ``waiting_since`` as
+    #: the heap keys need it; both are fixed for the contact's life.
+    needs: tuple[tuple[str, int], ...] = ()
+    waiting_ts: float = 0.0
+    #: The lane of the contact's latest heap entry.
+    lane: int = -1
 
 
 #: A heap entry: (key, entry number, contact id); key = waiting_since - head
@@ -130,19 +152,43 @@ class _Contact:
 _Entry = tuple[float, int, str]
 #: (channel, extra skills the contacts need, widening step reached).
 _Lane = tuple[str, tuple[tuple[str, int], ...], int]
+#: (due, sequence, kind, contact id, agent id, stamp): see :meth:`Router._timer_valid`.
+_Timer = tuple[dt.datetime, int, str, str, str, int]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Queue:
     rules: QueueRules
-    #: Lane -> heap of entries. Contacts that need a language or another extra
-    #: skill wait in a heap of their own, so agents who lack it never have to look
-    #: past them; contacts not yet widened far enough for an agent likewise.
-    heaps: dict[_Lane, list[_Entry]] = field(default_factory=dict)
+    #: Lane -> its number in the router's lists of heaps. Contacts that need a
+    #: language or another extra skill wait in a heap of their own, so agents who
+    #: lack it never have to look past them; contacts not yet widened far enough
+    #: for an agent likewise.
+    lanes: dict[_Lane, int] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
     #: Agents who may serve the queue (at some widening step).
     agents: set[str] = field(default_factory=set)
     last_agent: str | None = None
+    #: The rules' durations as timedeltas, built once: a timedelta made from
+    #: float seconds costs more than the addition it serves.
+    offer_timeout: dt.timedelta = dt.timedelta(0)
+    wrapup: dt.timedelta = dt.timedelta(0)
+    max_wait: dt.timedelta | None = None
+    widening: tuple[dt.timedelta, ...] = ()
+    #: (tier, IVR priority) -> head start under these rules.
+    head_starts: dict[tuple[str | None, int], float] = field(default_factory=dict)
+    #: Channel -> the router's free-agent sets of this queue by widening step,
+    #: looked up once instead of at every arrival.
+    free_sets: dict[str, list[set[str]]] = field(default_factory=dict)
+
+    def adopt(self, rules: QueueRules) -> None:
+        """Take ``rules`` and what is derived from them."""
+        self.rules = rules
+        self.offer_timeout = dt.timedelta(seconds=rules.offer_timeout_seconds)
+        self.wrapup = dt.timedelta(seconds=rules.wrapup_seconds)
+        wait = rules.max_wait_seconds
+        self.max_wait = None if wait is None else dt.timedelta(seconds=wait)
+        self.widening = tuple(dt.timedelta(seconds=w.after_seconds) for w in rules.widening)
+        self.head_starts = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +196,25 @@ class QueueConfigured:
     """Add or change a queue."""
 
     rules: QueueRules
+
+
+_Handler = Callable[[Any, dt.datetime, list[ev.Effect]], None]
+
+#: Event type -> the :class:`Router` method that handles it.
+_HANDLERS: dict[type, str] = {
+    ev.Tick: "_fire_timers",
+    ev.ContactArrived: "_arrive",
+    ev.ReserveResult: "_reserved",
+    ev.OfferAccepted: "_accept",
+    ev.OfferRejected: "_reject",
+    ev.ContactLeft: "_left",
+    ev.WrapupDone: "_on_wrapup_done",
+    ev.AgentPresenceChanged: "_presence",
+    ev.AgentJoined: "_join",
+    ev.CallbackRequested: "_callback",
+    ev.ContactMoved: "_move",
+    QueueConfigured: "_on_configured",
+}
 
 
 class Router:
@@ -169,11 +234,21 @@ class Router:
         #: (queue, channel, step) -> agents who may serve the queue from that
         #: widening step on and have a free slot on the channel.
         self._free: dict[tuple[str, str, int], set[str]] = {}
+        #: Lane number -> heap of entries, and the key of its head entry (stale
+        #: or not; infinity when empty). Agents compare the heads of many lanes
+        #: at every decision: one compact array makes that a short C loop.
+        self._heaps: list[list[_Entry]] = []
+        self._heads = array("d")
         #: Bumped when a lane or a queue is added; agents' lane lists rebuild.
         self._lane_generation = 0
         self._entries = itertools.count(1)
-        self._timers: list[tuple[dt.datetime, int, str, str, str, int]] = []
+        self._timers: list[_Timer] = []
         self._seq = itertools.count()
+        #: Event type -> bound handler; a subclass of an event type is added
+        #: on first sight.
+        self._handlers: dict[type, _Handler | None] = {
+            kind: getattr(self, name) for kind, name in _HANDLERS.items()
+        }
         for rules in queues:
             self._configure(rules)
 
@@ -182,40 +257,32 @@ class Router:
     def handle(self, event: ev.Event | QueueConfigured, now: dt.datetime) -> list[ev.Effect]:
         """Apply ``event`` at ``now``; return the effects to carry out, in order."""
         out: list[ev.Effect] = []
-        match event:
-            case ev.Tick():
-                self._fire_timers(now, out)
-            case ev.ContactArrived():
-                self._arrive(event, now, out)
-            case ev.ReserveResult():
-                self._reserved(event, now, out)
-            case ev.OfferAccepted():
-                self._accept(event, now, out)
-            case ev.OfferRejected():
-                self._reject(event, now, out)
-            case ev.ContactLeft():
-                self._left(event, now, out)
-            case ev.WrapupDone():
-                self._wrapup_done(event.contact_id, event.agent_id, now, out)
-            case ev.AgentPresenceChanged():
-                self._presence(event, now, out)
-            case ev.AgentJoined():
-                self._join(event, now, out)
-            case ev.CallbackRequested():
-                self._callback(event, now, out)
-            case ev.ContactMoved():
-                self._move(event, now, out)
-            case QueueConfigured():
-                self._configure(event.rules)
-                for agent in self._agents.values():
-                    self._route_agent(agent, now, out)
+        try:
+            handler = self._handlers[type(event)]
+        except KeyError:
+            handler = self._handlers[type(event)] = self._handler_of(type(event))
+        if handler is not None:
+            handler(event, now, out)
         return out
+
+    def _handler_of(self, kind: type) -> _Handler | None:
+        """The handler of a subclass of an event type; None for anything else."""
+        for base in kind.__mro__[1:]:
+            name = _HANDLERS.get(base)
+            if name is not None:
+                handler: _Handler = getattr(self, name)
+                return handler
+        return None
 
     def next_deadline(self) -> dt.datetime | None:
         """When the adapter should send the next :class:`Tick` (None: no timer)."""
-        while self._timers and not self._timer_valid(self._timers[0]):
-            heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
+        timers = self._timers
+        valid = self._timer_valid
+        while timers:
+            if valid(timers[0]):
+                return timers[0][0]
+            heapq.heappop(timers)
+        return None
 
     def waiting(self, queue: str) -> int:
         return len(self._queue(queue).waiting)
@@ -241,7 +308,7 @@ class Router:
             if queue not in agent.steps:
                 continue
             held = [self._contacts.get(c) for c in agent.holding]
-            if any(c is not None and c.status is not S.WRAPUP for c in held):
+            if any(c is not None and c.status is not _WRAPUP for c in held):
                 counts["busy"] += 1
             elif held:
                 counts["wrapup"] += 1
@@ -251,6 +318,10 @@ class Router:
 
     def offers_of(self, contact_id: str) -> frozenset[str]:
         return frozenset(self._contact(contact_id).offered_to)
+
+    def final(self, contact_id: str) -> bool:
+        contact = self._contacts.get(contact_id)
+        return contact is None or contact.status in FINAL
 
     # -- lookups -------------------------------------------------------------
 
@@ -277,9 +348,8 @@ class Router:
     def _configure(self, rules: QueueRules) -> None:
         queue = self._queues.get(rules.name)
         if queue is None:
-            self._queues[rules.name] = _Queue(rules)
-        else:
-            queue.rules = rules
+            queue = self._queues[rules.name] = _Queue(rules)
+        queue.adopt(rules)
         self._lane_generation += 1
         for agent in self._agents.values():
             self._compute_steps(agent)
@@ -302,38 +372,50 @@ class Router:
 
     # -- agent slots -----------------------------------------------------------
 
-    def _free_for(self, agent: _Agent, channel: str) -> bool:
-        if agent.presence is not Presence.AVAILABLE:
-            return False
+    def _free_channels(self, agent: _Agent) -> tuple[str, ...]:
+        """The channels on which ``agent`` may take one more contact now."""
+        if agent.presence is not _AVAILABLE:
+            return ()
         load = agent.load
-        if load.get(channel, 0) >= agent.capacity.get(channel, 0):
-            return False
+        if not load:
+            return agent.channels
+        capacity = agent.capacity
         if self.settings.voice_is_exclusive:
-            # ``load`` has no zero entries: any key is a contact held.
-            return not load if channel == "voice" else "voice" not in load
-        return True
-
-    def _free_channels(self, agent: _Agent) -> list[str]:
-        return [channel for channel in agent.capacity if self._free_for(agent, channel)]
+            # No chats beside a call, no call beside chats. ``load`` has no
+            # zero entries: any key is a contact held.
+            if "voice" in load:
+                return ()
+            return tuple(c for c in agent.channels if c != "voice" and load.get(c, 0) < capacity[c])
+        return tuple(c for c in agent.channels if load.get(c, 0) < capacity[c])
 
     def _refresh(self, agent: _Agent) -> None:
         """Bring the free-agent index up to date after ``agent`` changed."""
-        free = tuple(self._free_channels(agent))
+        free = self._free_channels(agent)
         # ``_compute_steps`` replaces the mapping, so identity tells a change.
         if free == agent.listed_free and agent.steps is agent.listed_steps:
             return
         agent_id = agent.agent_id
-        for name, step in agent.listed_steps.items():
-            for channel in agent.listed_free:
-                self._free[(name, channel, step)].discard(agent_id)
-        for name, step in agent.steps.items():
-            for channel in free:
-                self._free.setdefault((name, channel, step), set()).add(agent_id)
+        for channel in agent.listed_free:
+            for members in agent.free_sets[channel]:
+                members.discard(agent_id)
+        if agent.steps is not agent.listed_steps:
+            agent.free_sets = {}
+        for channel in free:
+            sets = agent.free_sets.get(channel)
+            if sets is None:
+                sets = agent.free_sets[channel] = [
+                    self._free.setdefault((name, channel, step), set())
+                    for name, step in agent.steps.items()
+                ]
+            for members in sets:
+                members.add(agent_id)
         agent.listed_free, agent.listed_steps = free, agent.steps
 
     def _take_slot(self, agent: _Agent, contact: _Contact) -> None:
-        agent.holding[contact.contact_id] = contact.channel
-        agent.load[contact.channel] = agent.load.get(contact.channel, 0) + 1
+        channel = contact.channel
+        agent.holding[contact.contact_id] = channel
+        load = agent.load
+        load[channel] = load.get(channel, 0) + 1
         self._refresh(agent)
 
     def _release_slot(self, agent: _Agent, contact_id: str, now: dt.datetime) -> None:
@@ -355,32 +437,63 @@ class Router:
             return False
         return all(agent.skills.get(s, 0) >= lvl for s, lvl in needs)
 
-    def _lanes(self, agent: _Agent) -> list[tuple[str, list[_Entry]]]:
-        """The (channel, heap) of every lane ``agent`` may take contacts from."""
+    def _lanes_on(self, agent: _Agent, free: tuple[str, ...]) -> tuple[int, ...]:
+        """The numbers of the lanes ``agent`` may take contacts from on ``free`` channels."""
         if agent.lanes_built != self._lane_generation:
             agent.lanes = [
-                (lane[0], heap)
+                (lane[0], number)
                 for name in agent.steps
-                for lane, heap in self._queues[name].heaps.items()
+                for lane, number in self._queues[name].lanes.items()
                 if self._serves(agent, name, lane)
             ]
             agent.lanes_built = self._lane_generation
-        return agent.lanes
+            agent.lanes_on = {}
+        numbers = agent.lanes_on.get(free)
+        if numbers is None:
+            numbers = tuple(number for channel, number in agent.lanes if channel in free)
+            agent.lanes_on[free] = numbers
+        return numbers
 
-    def _new_lane(self, queue: str, lane: _Lane, heap: list[_Entry]) -> None:
+    def _new_lane(self, queue: str, lane: _Lane) -> int:
+        number = len(self._heaps)
+        self._heaps.append([])
+        self._heads.append(math.inf)
+        self._queues[queue].lanes[lane] = number
         # Lanes only ever get added (a heap stays when it empties), so the agents'
-        # lists are extended in place rather than rebuilt.
+        # lists are extended in place rather than rebuilt. A queue may have
+        # hundreds of agents: :meth:`_serves` is written out.
+        channel, needs, step = lane
+        agents, generation = self._agents, self._lane_generation
         for agent_id in self._queues[queue].agents:
-            agent = self._agents[agent_id]
-            if agent.lanes_built == self._lane_generation and self._serves(agent, queue, lane):
-                agent.lanes.append((lane[0], heap))
+            agent = agents[agent_id]
+            if (
+                agent.lanes_built != generation
+                or step < agent.steps[queue]
+                or channel not in agent.capacity
+            ):
+                continue
+            skills = agent.skills
+            for skill, level in needs:
+                if skills.get(skill, 0) < level:
+                    break
+            else:
+                agent.lanes.append((channel, number))
+                lanes_on = agent.lanes_on
+                for free, numbers in lanes_on.items():
+                    if channel in free:
+                        lanes_on[free] = (*numbers, number)
+        return number
 
     # -- contacts --------------------------------------------------------------
 
-    def _key(self, contact: _Contact) -> float:
-        rules = self._queue(contact.queue).rules
-        head = self.settings.priority.head_start(rules.priority, contact.tier, contact.ivr_priority)
-        return contact.waiting_since.timestamp() - head
+    def _key(self, contact: _Contact, queue: _Queue) -> float:
+        """The heap key: ``waiting_since - head start``, earliest served first."""
+        tier, ivr = contact.tier, contact.ivr_priority
+        head = queue.head_starts.get((tier, ivr))
+        if head is None:
+            head = self.settings.priority.head_start(queue.rules.priority, tier, ivr)
+            queue.head_starts[(tier, ivr)] = head
+        return contact.waiting_ts - head
 
     def _enqueue(self, contact: _Contact) -> None:
         """Put ``contact`` in its lane's heap; any entry it had before goes stale.
@@ -391,19 +504,37 @@ class Router:
         failed enqueues it again.
         """
         queue = self._queue(contact.queue)
-        contact.entry = next(self._entries)
-        lane = (contact.channel, tuple(sorted(contact.skills.items())), contact.step)
-        heap = queue.heaps.get(lane)
-        if heap is None:
-            heap = queue.heaps[lane] = []
-            self._new_lane(contact.queue, lane, heap)
-        heapq.heappush(heap, (self._key(contact), contact.entry, contact.contact_id))
+        contact.entry = entry = next(self._entries)
+        lane = (contact.channel, contact.needs, contact.step)
+        number = queue.lanes.get(lane)
+        if number is None:
+            number = self._new_lane(contact.queue, lane)
+        contact.lane = number
+        heap = self._heaps[number]
+        heapq.heappush(heap, (self._key(contact, queue), entry, contact.contact_id))
+        self._heads[number] = heap[0][0]
         queue.waiting.add(contact.contact_id)
+
+    def _drop_stale(self, number: int) -> None:
+        """Drop the stale entries at the head of a lane's heap.
+
+        A stale entry never becomes live again (a contact that is queued anew is
+        enqueued anew), so when it goes makes no difference to any decision;
+        dropping it early spares the next agent a look.
+        """
+        heap = self._heaps[number]
+        if not heap or self._live(heap[0]) is not None:
+            return
+        heapq.heappop(heap)
+        while heap and self._live(heap[0]) is None:
+            heapq.heappop(heap)
+        self._heads[number] = heap[0][0] if heap else math.inf
 
     def _arrive(self, event: ev.ContactArrived, now: dt.datetime, out: list[ev.Effect]) -> None:
         queue = self._queue(event.queue)
         if event.contact_id in self._contacts:
             raise IllegalTransition("contact", "known", "arrived")
+        waiting_since = event.waiting_since or now
         contact = _Contact(
             contact_id=event.contact_id,
             queue=event.queue,
@@ -411,14 +542,16 @@ class Router:
             tier=event.tier,
             ivr_priority=event.ivr_priority,
             skills=dict(event.skills),
-            waiting_since=event.waiting_since or now,
+            waiting_since=waiting_since,
+            needs=tuple(sorted(event.skills.items())),
+            waiting_ts=waiting_since.timestamp(),
         )
         self._contacts[contact.contact_id] = contact
         limit = queue.rules.max_waiting
         if limit is not None and len(queue.waiting) >= limit:
             self._overflow(contact, now, out, reason="queue_full")
             return
-        contact.status = check_contact(contact.status, S.QUEUED)
+        contact.status = check_contact(contact.status, _QUEUED)
         self._enqueue(contact)
         out.append(
             ev.QueueLog(
@@ -436,13 +569,11 @@ class Router:
     def _arm_queue_timers(self, contact: _Contact, now: dt.datetime) -> None:
         contact.stay += 1
         contact.step = 0
-        rules = self._queue(contact.queue).rules
-        if rules.max_wait_seconds is not None:
-            at = now + dt.timedelta(seconds=rules.max_wait_seconds)
-            self._timer(at, "max_wait", contact.contact_id, "", contact.stay)
-        for widening in rules.widening:
-            at = now + dt.timedelta(seconds=widening.after_seconds)
-            self._timer(at, "widen", contact.contact_id, "", contact.stay)
+        queue = self._queue(contact.queue)
+        if queue.max_wait is not None:
+            self._timer(now + queue.max_wait, "max_wait", contact.contact_id, "", contact.stay)
+        for after in queue.widening:
+            self._timer(now + after, "widen", contact.contact_id, "", contact.stay)
 
     def _overflow(
         self, contact: _Contact, now: dt.datetime, out: list[ev.Effect], reason: str
@@ -462,30 +593,50 @@ class Router:
         )
         if target and target != origin and target in self._queues:
             # Moving on keeps the customer's place by score: waiting_since stays.
-            contact.status = check_contact(contact.status, S.QUEUED)
+            contact.status = check_contact(contact.status, _QUEUED)
             contact.queue = target
             contact.rejected_by.clear()
             self._arm_queue_timers(contact, now)
             self._enqueue(contact)
             self._route_contact(contact, now, out)
             return
-        contact.status = check_contact(contact.status, S.OVERFLOWED)
+        contact.status = check_contact(contact.status, _OVERFLOWED)
         out.append(ev.ContactEnded(contact.contact_id, "overflowed", target))
         del self._contacts[contact.contact_id]
 
     # -- deciding ----------------------------------------------------------------
 
+    def _free_sets(self, contact: _Contact) -> list[set[str]]:
+        """The free-agent sets of the contact's queue and channel, for steps 0 to its own."""
+        queue = self._queues[contact.queue]
+        sets = queue.free_sets.get(contact.channel)
+        if sets is None:
+            sets = queue.free_sets[contact.channel] = []
+        while len(sets) <= contact.step:
+            key = (contact.queue, contact.channel, len(sets))
+            sets.append(self._free.setdefault(key, set()))
+        return sets
+
     def _candidates(self, contact: _Contact) -> list[_Agent]:
         found = []
+        agents = self._agents
+        contact_id, needs, lost_to = contact.contact_id, contact.needs, contact.lost_to
+        sets = self._free_sets(contact)
         for step in range(contact.step + 1):
-            for agent_id in self._free.get((contact.queue, contact.channel, step), ()):
-                agent = self._agents[agent_id]
-                if contact.contact_id in agent.holding or agent_id in contact.lost_to:
+            members = sets[step]
+            if not members:
+                continue
+            for agent_id in members:
+                agent = agents[agent_id]
+                if contact_id in agent.holding or agent_id in lost_to:
                     continue
-                if any(agent.skills.get(s, 0) < lvl for s, lvl in contact.skills.items()):
+                if needs and any(agent.skills.get(s, 0) < lvl for s, lvl in needs):
                     continue
                 found.append(agent)
-        fresh = [a for a in found if a.agent_id not in contact.rejected_by]
+        rejected_by = contact.rejected_by
+        if not rejected_by:
+            return found
+        fresh = [a for a in found if a.agent_id not in rejected_by]
         # Agents who refused this contact get it again only when nobody else can.
         return fresh or found
 
@@ -503,12 +654,12 @@ class Router:
         )
 
     def _route_contact(self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]) -> None:
-        if contact.status is not S.QUEUED or contact.pending:
+        if contact.status is not _QUEUED or contact.pending:
             return
-        queue = self._queue(contact.queue)
         agents = self._candidates(contact)
         if not agents:
             return
+        queue = self._queue(contact.queue)
         if queue.rules.strategy == "ring_all":
             for agent in sorted(agents, key=lambda a: a.agent_id):
                 self._reserve(contact, agent, out, shared=True)
@@ -528,27 +679,57 @@ class Router:
             free = self._free_channels(agent)
             if not free:
                 return
-            best_key = math.inf
-            best: _Contact | None = None
-            for channel, heap in self._lanes(agent):
-                if not heap or channel not in free:
-                    continue
-                head = heap[0]
-                if head[0] >= best_key:
-                    continue  # stale or not, this lane cannot beat the best so far
-                contact = self._live(head)
-                if contact is not None and self._may_take(agent, contact):
-                    best_key, best = head[0], contact  # the common case: the head itself
-                    continue
-                found = self._head_for(agent, heap)
-                if found is not None and found[0] < best_key:
-                    best_key, best = found
-            if best is None:
-                return
+            numbers = self._lanes_on(agent, free)
+            while True:
+                number = self._lowest_head(numbers)
+                if number < 0:
+                    return
+                best = self._live(self._heaps[number][0])
+                if best is not None:
+                    break
+                self._drop_stale(number)
+            if not self._may_take(agent, best):
+                # Rare (the agent refused it, or holds it): look past the heads.
+                best = self._best_for(agent, numbers)
+                if best is None:
+                    return
             if self._queue(best.queue).rules.strategy == "ring_all":
                 self._route_contact(best, now, out)
             else:
                 self._reserve(best, agent, out, shared=False)
+
+    def _lowest_head(self, numbers: tuple[int, ...]) -> int:
+        """The lane among ``numbers`` with the lowest head entry (the first on a tie), or -1.
+
+        If that entry is live and the agent may take it, it is the agent's best
+        contact: any other lane's contacts come later, stale entries or not.
+        """
+        if not numbers:
+            return -1
+        heads = self._heads
+        keys = [heads[number] for number in numbers]
+        lowest = min(keys)
+        return -1 if lowest == math.inf else numbers[keys.index(lowest)]
+
+    def _best_for(self, agent: _Agent, numbers: tuple[int, ...]) -> _Contact | None:
+        """The best contact for ``agent`` across its lanes, looking past heads it may not take."""
+        best_key = math.inf
+        best: _Contact | None = None
+        for number in numbers:
+            heap = self._heaps[number]
+            if not heap:
+                continue
+            head = heap[0]
+            if head[0] >= best_key:
+                continue  # stale or not, this lane cannot beat the best so far
+            contact = self._live(head)
+            if contact is not None and self._may_take(agent, contact):
+                best_key, best = head[0], contact  # the common case: the head itself
+                continue
+            found = self._head_for(agent, number)
+            if found is not None and found[0] < best_key:
+                best_key, best = found
+        return best
 
     def _live(self, entry: _Entry) -> _Contact | None:
         """The contact of a live heap entry (see :meth:`_enqueue`), else None."""
@@ -556,7 +737,7 @@ class Router:
         if (
             contact is None
             or contact.entry != entry[1]
-            or contact.status is not S.QUEUED
+            or contact.status is not _QUEUED
             or contact.pending
         ):
             return None
@@ -570,10 +751,10 @@ class Router:
             and agent.agent_id not in contact.rejected_by
         )
 
-    def _head_for(self, agent: _Agent, heap: list[_Entry]) -> tuple[float, _Contact] | None:
-        """The best contact in ``heap`` that ``agent`` may take, looking at its head only."""
-        while heap and self._live(heap[0]) is None:
-            heapq.heappop(heap)
+    def _head_for(self, agent: _Agent, number: int) -> tuple[float, _Contact] | None:
+        """The best contact in a lane that ``agent`` may take, looking at its head only."""
+        self._drop_stale(number)
+        heap = self._heaps[number]
         if not heap:
             return None
         contact = self._live(heap[0])
@@ -602,6 +783,7 @@ class Router:
             break
         for entry in looked:
             heapq.heappush(heap, entry)
+        self._heads[number] = heap[0][0] if heap else math.inf
         return found or refused
 
     def _reserve(
@@ -609,6 +791,7 @@ class Router:
     ) -> None:
         contact.pending.add(agent.agent_id)
         self._take_slot(agent, contact)
+        self._drop_stale(contact.lane)
         out.append(
             ev.Reserve(
                 contact.contact_id,
@@ -640,19 +823,18 @@ class Router:
             # contact looks elsewhere; the agent is routed again at its next change.
             contact.lost_to.add(agent.agent_id)
             self._release_slot(agent, contact.contact_id, now)
-            if contact.status is S.QUEUED and not contact.pending:
+            if contact.status is _QUEUED and not contact.pending:
                 # Its heap entry may have been dropped while the reservation was pending.
                 self._enqueue(contact)
                 self._route_contact(contact, now, out)
             return
-        if contact.status is S.QUEUED:
-            contact.status = check_contact(contact.status, S.OFFERED)
+        queue = self._queue(contact.queue)
+        if contact.status is _QUEUED:
+            contact.status = check_contact(contact.status, _OFFERED)
             contact.version += 1
-            queue = self._queue(contact.queue)
             queue.last_agent = agent.agent_id
         contact.offered_to.add(agent.agent_id)
-        rules = self._queue(contact.queue).rules
-        deadline = now + dt.timedelta(seconds=rules.offer_timeout_seconds)
+        deadline = now + queue.offer_timeout
         self._timer(deadline, "offer", contact.contact_id, agent.agent_id, contact.version)
         out.append(
             ev.Offer(contact.contact_id, agent.agent_id, contact.queue, contact.channel, deadline)
@@ -669,17 +851,19 @@ class Router:
             # Too late (timed out, taken by another, or the customer left).
             out.append(ev.Withdraw(event.contact_id, event.agent_id, "expired"))
             return
-        contact.status = check_contact(contact.status, S.CONNECTED)
+        contact.status = check_contact(contact.status, _CONNECTED)
         contact.version += 1
         contact.agent = event.agent_id
         contact.answered_at = now
         self._queue(contact.queue).waiting.discard(contact.contact_id)
         out.append(ev.Connect(contact.contact_id, event.agent_id))
-        for other in sorted(contact.offered_to - {event.agent_id}):
-            # Ring-all: the first accept wins, the others stop ringing.
+        # Ring-all: the first accept wins, the others stop ringing.
+        others = (
+            sorted(contact.offered_to - {event.agent_id}) if len(contact.offered_to) > 1 else []
+        )
+        for other in others:
             out.append(ev.Withdraw(contact.contact_id, other, "taken"))
             self._release_slot(self._agents[other], contact.contact_id, now)
-        others = sorted(contact.offered_to - {event.agent_id})
         # The offer is over: the agent now holds the contact as connected.
         contact.offered_to = set()
         agent = self._agents[event.agent_id]
@@ -701,9 +885,9 @@ class Router:
     def _requeue_after_offer(
         self, contact: _Contact, now: dt.datetime, out: list[ev.Effect]
     ) -> None:
-        if contact.offered_to or contact.pending or contact.status is not S.OFFERED:
+        if contact.offered_to or contact.pending or contact.status is not _OFFERED:
             return
-        contact.status = check_contact(contact.status, S.QUEUED)
+        contact.status = check_contact(contact.status, _QUEUED)
         contact.version += 1
         # Same key as before: the contact goes back to its place at the head.
         self._enqueue(contact)
@@ -753,8 +937,8 @@ class Router:
         contact = self._contacts.get(event.contact_id)
         if contact is None:
             return
-        if contact.status in (S.QUEUED, S.OFFERED, S.ARRIVED):
-            if contact.callback is not None and contact.status is S.QUEUED:
+        if contact.status in (_QUEUED, _OFFERED, _ARRIVED):
+            if contact.callback is not None and contact.status is _QUEUED:
                 return  # the caller hung up after asking to be called back
             waited = (now - contact.waiting_since).total_seconds()
             self._queue(contact.queue).waiting.discard(contact.contact_id)
@@ -763,7 +947,7 @@ class Router:
                 out.append(ev.Withdraw(contact.contact_id, name, "abandoned"))
                 self._release_slot(self._agents[name], contact.contact_id, now)
             contact.offered_to.clear()
-            contact.status = check_contact(contact.status, S.ABANDONED)
+            contact.status = check_contact(contact.status, _ABANDONED)
             out.append(
                 ev.QueueLog(
                     now,
@@ -777,18 +961,19 @@ class Router:
             out.append(ev.ContactEnded(contact.contact_id, "abandoned"))
             if not contact.pending:
                 del self._contacts[contact.contact_id]
+            self._drop_stale(contact.lane)
             for name in freed:
                 self._route_agent(self._agents[name], now, out)
             return
-        if contact.status is S.CONNECTED:
+        if contact.status is _CONNECTED:
             assert contact.agent is not None
             agent = self._agents[contact.agent]
             if contact.answered_at is not None:
                 agent.talk_seconds += (now - contact.answered_at).total_seconds()
-            rules = self._queue(contact.queue).rules
-            if rules.wrapup_seconds > 0:
-                contact.status = check_contact(contact.status, S.WRAPUP)
-                deadline = now + dt.timedelta(seconds=rules.wrapup_seconds)
+            queue = self._queue(contact.queue)
+            if queue.rules.wrapup_seconds > 0:
+                contact.status = check_contact(contact.status, _WRAPUP)
+                deadline = now + queue.wrapup
                 self._timer(deadline, "wrapup", contact.contact_id, agent.agent_id, contact.version)
                 out.append(ev.StartWrapup(contact.contact_id, agent.agent_id, deadline))
                 out.append(
@@ -797,18 +982,21 @@ class Router:
             else:
                 self._finish(contact, agent, now, out)
 
+    def _on_wrapup_done(self, event: ev.WrapupDone, now: dt.datetime, out: list[ev.Effect]) -> None:
+        self._wrapup_done(event.contact_id, event.agent_id, now, out)
+
     def _wrapup_done(
         self, contact_id: str, agent_id: str, now: dt.datetime, out: list[ev.Effect]
     ) -> None:
         contact = self._contacts.get(contact_id)
-        if contact is None or contact.agent != agent_id or contact.status is not S.WRAPUP:
+        if contact is None or contact.agent != agent_id or contact.status is not _WRAPUP:
             return
         self._finish(contact, self._agents[agent_id], now, out)
 
     def _finish(
         self, contact: _Contact, agent: _Agent, now: dt.datetime, out: list[ev.Effect]
     ) -> None:
-        contact.status = check_contact(contact.status, S.DONE)
+        contact.status = check_contact(contact.status, _DONE)
         out.append(ev.Finish(contact.contact_id, agent.agent_id))
         out.append(ev.QueueLog(now, contact.contact_id, contact.queue, agent.agent_id, "done"))
         out.append(ev.ContactEnded(contact.contact_id, "done"))
@@ -820,7 +1008,7 @@ class Router:
         self, event: ev.CallbackRequested, now: dt.datetime, out: list[ev.Effect]
     ) -> None:
         contact = self._contact(event.contact_id)
-        if contact.status not in (S.QUEUED, S.OFFERED):
+        if contact.status not in (_QUEUED, _OFFERED):
             raise IllegalTransition("contact", contact.status, "callback requested")
         contact.callback = event.number
         out.append(ev.QueueLog(now, contact.contact_id, contact.queue, "", "callback_requested"))
@@ -828,7 +1016,7 @@ class Router:
     def _move(self, event: ev.ContactMoved, now: dt.datetime, out: list[ev.Effect]) -> None:
         contact = self._contact(event.contact_id)
         self._queue(event.queue)
-        if contact.status is not S.QUEUED or contact.pending:
+        if contact.status is not _QUEUED or contact.pending:
             raise IllegalTransition("contact", contact.status, f"moved to {event.queue}")
         self._queue(contact.queue).waiting.discard(contact.contact_id)
         out.append(
@@ -838,7 +1026,7 @@ class Router:
         )
         contact.queue = event.queue
         contact.rejected_by.clear()
-        contact.status = check_contact(contact.status, S.QUEUED)
+        contact.status = check_contact(contact.status, _QUEUED)
         self._arm_queue_timers(contact, now)
         self._enqueue(contact)
         self._route_contact(contact, now, out)
@@ -859,6 +1047,7 @@ class Router:
         else:
             agent.skills, agent.capacity = dict(event.skills), dict(event.capacity)
             agent.order = event.order
+        agent.channels = tuple(c for c, slots in agent.capacity.items() if slots > 0)
         self._compute_steps(agent)
         agent.lanes_built = -1
         self._refresh(agent)
@@ -870,8 +1059,8 @@ class Router:
         agent = self._agent(event.agent_id)
         target = Presence(event.presence)
         agent.presence = check_presence(agent.presence, target)
-        agent.reason = "" if target is Presence.AVAILABLE else event.reason
-        if target is Presence.AVAILABLE and not agent.holding:
+        agent.reason = "" if target is _AVAILABLE else event.reason
+        if target is _AVAILABLE and not agent.holding:
             agent.idle_since = now
         self._refresh(agent)
         out.append(
@@ -879,7 +1068,7 @@ class Router:
                 now, "", "", agent.agent_id, f"agent_{target.value}", {"reason": agent.reason}
             )
         )
-        if target is not Presence.AVAILABLE:
+        if target is not _AVAILABLE:
             # Offers still ringing for an agent who leaves go to someone else.
             for contact_id in [c for c in agent.holding if c in self._contacts]:
                 contact = self._contacts[contact_id]
@@ -891,6 +1080,13 @@ class Router:
             return
         self._route_agent(agent, now, out)
 
+    def _on_configured(
+        self, event: QueueConfigured, now: dt.datetime, out: list[ev.Effect]
+    ) -> None:
+        self._configure(event.rules)
+        for agent in self._agents.values():
+            self._route_agent(agent, now, out)
+
     # -- timers ----------------------------------------------------------------------
 
     def _timer(
@@ -898,24 +1094,25 @@ class Router:
     ) -> None:
         heapq.heappush(self._timers, (at, next(self._seq), kind, contact_id, agent_id, stamp))
 
-    def _timer_valid(self, timer: tuple[dt.datetime, int, str, str, str, int]) -> bool:
-        _, _, kind, contact_id, agent_id, stamp = timer
-        contact = self._contacts.get(contact_id)
+    def _timer_valid(self, timer: _Timer) -> bool:
+        contact = self._contacts.get(timer[3])
         if contact is None:
             return False
+        kind = timer[2]
         if kind == "offer":
-            return contact.version == stamp and agent_id in contact.offered_to
+            return contact.version == timer[5] and timer[4] in contact.offered_to
         if kind == "wrapup":
-            return contact.status is S.WRAPUP
+            return contact.status is _WRAPUP
         if kind == "widen":
             # Widening counts while an offer rings too, should the contact come back.
-            return contact.stay == stamp and contact.status in (S.QUEUED, S.OFFERED)
+            return contact.stay == timer[5] and contact.status in _WIDENING
         # max_wait belongs to one stay in one queue.
-        return contact.stay == stamp and contact.status is S.QUEUED
+        return contact.stay == timer[5] and contact.status is _QUEUED
 
-    def _fire_timers(self, now: dt.datetime, out: list[ev.Effect]) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            timer = heapq.heappop(self._timers)
+    def _fire_timers(self, event: ev.Tick, now: dt.datetime, out: list[ev.Effect]) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            timer = heapq.heappop(timers)
             if not self._timer_valid(timer):
                 continue
             _, _, kind, contact_id, agent_id, _ = timer
@@ -930,11 +1127,9 @@ class Router:
                 self._overflow(contact, now, out, reason="max_wait")
             elif kind == "widen":
                 contact.step += 1
-                if contact.status is S.QUEUED:
+                if contact.status is _QUEUED:
                     # Into the next step's lane, where more agents look.
+                    left = contact.lane
                     self._enqueue(contact)
+                    self._drop_stale(left)
                     self._route_contact(contact, now, out)
-
-    def final(self, contact_id: str) -> bool:
-        contact = self._contacts.get(contact_id)
-        return contact is None or contact.status in FINAL

@@ -11,12 +11,12 @@ M/M/N queue of :mod:`callcenter.acd.erlang`, so what the router achieves can
 be compared with Erlang C.
 
 Nothing is modelled in place of the router: every event goes through
-:func:`callcenter.acd.dispatch.run` with the in-process live-state store, and
-the router's own deadlines are fired with :class:`~callcenter.acd.events.Tick`
-as the engine's timer does. Time is virtual and kept in whole microseconds
-(the resolution of the router's datetimes): the clock jumps from one event to
-the next, nothing sleeps and the wall clock is never read, so a seed fixes
-every figure.
+:func:`callcenter.acd.dispatch.run_now` with the in-process live-state store,
+as the routing engine drives it, and the router's own deadlines are fired
+with :class:`~callcenter.acd.events.Tick` as the engine's timer does. Time is
+virtual and kept in whole microseconds (the resolution of the router's
+datetimes): the clock jumps from one event to the next, nothing sleeps and
+the wall clock is never read, so a seed fixes every figure.
 
 Figures follow the definitions of :mod:`callcenter.acd.stats`, over the
 contacts that arrive after the warm-up:
@@ -287,7 +287,7 @@ class _Floor:
         Afterwards the router's next deadline, if any, has a tick on the heap.
         """
         now = EPOCH + at * _ONE_MICRO
-        effects = await dispatch.run(self.router, self.store, event, now)
+        effects = dispatch.run_now(self.router, self.store, event, now)
         while effects:
             accepts: list[ev.OfferAccepted] = []
             for effect in effects:
@@ -305,7 +305,7 @@ class _Floor:
             # The agents pick up at the instant the phone rings.
             effects = []
             for accept in accepts:
-                effects += await dispatch.run(self.router, self.store, accept, now)
+                effects += dispatch.run_now(self.router, self.store, accept, now)
         deadline = self.router.next_deadline()
         if deadline is not None:
             due = max(at, (deadline - EPOCH) // _ONE_MICRO)

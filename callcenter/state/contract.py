@@ -9,11 +9,16 @@
   every other holder at once (ring-all: the first accept wins).
 - ``release`` gives one holder's slot back; ``finish`` ends a connection.
 - ``forget`` drops what is left of a contact that ended.
+
+A store that answers without I/O (the in-process one) also offers the same
+operations as plain calls (:class:`ImmediateLiveState`), so the routing engine
+can carry out a decision without a round trip through the event loop; they
+keep the same guarantees.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from callcenter.acd.events import Reserve
 
@@ -34,3 +39,18 @@ class LiveState(Protocol):
     async def load(self, agent_id: str) -> dict[str, int]:
         """Contacts the agent holds, per channel."""
         ...
+
+
+@runtime_checkable
+class ImmediateLiveState(LiveState, Protocol):
+    """A store whose operations complete at once: each ``*_now`` is its coroutine's twin."""
+
+    def reserve_now(self, request: Reserve) -> bool: ...
+
+    def commit_now(self, contact_id: str, agent_id: str) -> list[str] | None: ...
+
+    def release_now(self, contact_id: str, agent_id: str) -> bool: ...
+
+    def finish_now(self, contact_id: str, agent_id: str) -> bool: ...
+
+    def forget_now(self, contact_id: str) -> None: ...

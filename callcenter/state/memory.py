@@ -1,7 +1,9 @@
 """The embedded live-state store: one process, plain dictionaries.
 
 Each operation runs without awaiting anything in between, so on one event
-loop it is atomic by construction.
+loop it is atomic by construction. The coroutines of :class:`LiveState` are
+there for adapters written against any store; the routing engine uses the
+plain calls of :class:`ImmediateLiveState`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from callcenter.acd.events import Reserve
 
 
-@dataclass
+@dataclass(slots=True)
 class _Contact:
     version: int = -1
     #: agent -> (channel, shared)
@@ -25,29 +27,38 @@ class MemoryLiveState:
         self._load: dict[str, dict[str, int]] = {}
 
     def _take(self, agent_id: str, channel: str, delta: int) -> None:
-        load = self._load.setdefault(agent_id, {})
-        load[channel] = load.get(channel, 0) + delta
-        if load[channel] <= 0:
-            del load[channel]
+        load = self._load.get(agent_id)
+        if load is None:
+            load = self._load[agent_id] = {}
+        held = load.get(channel, 0) + delta
+        if held <= 0:
+            load.pop(channel, None)
+        else:
+            load[channel] = held
 
-    async def reserve(self, request: Reserve) -> bool:
-        contact = self._contacts.setdefault(request.contact_id, _Contact())
+    # -- ImmediateLiveState ------------------------------------------------------
+
+    def reserve_now(self, request: Reserve) -> bool:
+        contact = self._contacts.get(request.contact_id)
+        if contact is None:
+            contact = self._contacts[request.contact_id] = _Contact()
         if request.contact_version < contact.version or contact.connected is not None:
             return False
-        if request.agent_id in contact.holders:
+        holders = contact.holders
+        if request.agent_id in holders:
             return False
-        if contact.holders and not (
-            request.shared and all(shared for _, shared in contact.holders.values())
-        ):
+        if holders and not (request.shared and all(shared for _, shared in holders.values())):
             return False
-        if self._load.get(request.agent_id, {}).get(request.channel, 0) >= request.capacity:
+        load = self._load.get(request.agent_id)
+        held = 0 if load is None else load.get(request.channel, 0)
+        if held >= request.capacity:
             return False
         contact.version = request.contact_version
-        contact.holders[request.agent_id] = (request.channel, request.shared)
+        holders[request.agent_id] = (request.channel, request.shared)
         self._take(request.agent_id, request.channel, 1)
         return True
 
-    async def commit(self, contact_id: str, agent_id: str) -> list[str] | None:
+    def commit_now(self, contact_id: str, agent_id: str) -> list[str] | None:
         contact = self._contacts.get(contact_id)
         if contact is None or agent_id not in contact.holders or contact.connected is not None:
             return None
@@ -59,7 +70,7 @@ class MemoryLiveState:
         contact.version += 1
         return others
 
-    async def release(self, contact_id: str, agent_id: str) -> bool:
+    def release_now(self, contact_id: str, agent_id: str) -> bool:
         contact = self._contacts.get(contact_id)
         if contact is None or agent_id not in contact.holders or contact.connected == agent_id:
             return False
@@ -68,7 +79,7 @@ class MemoryLiveState:
         contact.version += 1
         return True
 
-    async def finish(self, contact_id: str, agent_id: str) -> bool:
+    def finish_now(self, contact_id: str, agent_id: str) -> bool:
         contact = self._contacts.get(contact_id)
         if contact is None or contact.connected != agent_id:
             return False
@@ -77,12 +88,29 @@ class MemoryLiveState:
         contact.connected = None
         return True
 
-    async def forget(self, contact_id: str) -> None:
+    def forget_now(self, contact_id: str) -> None:
         contact = self._contacts.pop(contact_id, None)
         if contact is None:
             return
         for agent_id, (channel, _) in contact.holders.items():
             self._take(agent_id, channel, -1)
+
+    # -- LiveState -------------------------------------------------------------------
+
+    async def reserve(self, request: Reserve) -> bool:
+        return self.reserve_now(request)
+
+    async def commit(self, contact_id: str, agent_id: str) -> list[str] | None:
+        return self.commit_now(contact_id, agent_id)
+
+    async def release(self, contact_id: str, agent_id: str) -> bool:
+        return self.release_now(contact_id, agent_id)
+
+    async def finish(self, contact_id: str, agent_id: str) -> bool:
+        return self.finish_now(contact_id, agent_id)
+
+    async def forget(self, contact_id: str) -> None:
+        self.forget_now(contact_id)
 
     async def load(self, agent_id: str) -> dict[str, int]:
         return dict(self._load.get(agent_id, {}))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from callcenter.acd import events as ev
-from callcenter.acd.dispatch import run
+from callcenter.acd.dispatch import run, run_now
 from callcenter.acd.lifecycle import ContactStatus, IllegalTransition
 from callcenter.acd.router import QueueConfigured, Router
 from callcenter.acd.rules import QueueRules, RouterSettings, Widening
@@ -408,3 +408,40 @@ async def test_chats_spread_over_agents_before_piling_up() -> None:
         await desk.send(ev.OfferAccepted(f"chat{n}", agent))
         got.append(agent)
     assert got == ["a", "b", "a", "b"]
+
+
+async def test_run_now_carries_out_the_same_effects_as_run() -> None:
+    """The engine's path for an in-process store: the same effects, in the same order."""
+    rules = (QueueRules("q", strategy="ring_all", wrapup_seconds=5), QueueRules("solo"))
+    waited = Desk(*rules)
+    at_once = Desk(*rules)
+    script: list[Any] = [
+        ev.AgentJoined("a", {}, {"voice": 1, "chat": 2}),
+        ev.AgentJoined("b", {}, {"voice": 1}),
+        ev.AgentPresenceChanged("a", "available"),
+        ev.AgentPresenceChanged("b", "available"),
+        ev.ContactArrived("c1", "q", "voice"),
+        ev.OfferAccepted("c1", "b"),
+        ev.ContactArrived("c2", "solo", "chat"),
+        ev.OfferRejected("c2", "a"),
+        ev.ContactLeft("c1"),
+        ev.WrapupDone("c1", "b"),
+        ev.ContactLeft("c2"),
+    ]
+    # Another node holds one of b's slots: a lost race on both paths.
+    await waited.store.reserve(ev.Reserve("elsewhere", "b", "voice", 1, 0))
+    at_once.store.reserve_now(ev.Reserve("elsewhere", "b", "voice", 1, 0))
+    for event in script:
+        assert run_now(at_once.router, at_once.store, event, T0) == await waited.send(event)
+    for agent in ("a", "b"):
+        assert await at_once.store.load(agent) == await waited.store.load(agent)
+
+
+async def test_a_subclass_of_an_event_is_handled_as_its_base() -> None:
+    class Arrived(ev.ContactArrived):
+        pass
+
+    desk = Desk(QueueRules("q"))
+    await desk.agent("a")
+    assert offers(await desk.send(Arrived("c1", "q", "voice"))) == [("c1", "a")]
+    assert await desk.send(object()) == []

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from callcenter.acd.events import Reserve
-from callcenter.state.contract import LiveState
+from callcenter.state.contract import ImmediateLiveState, LiveState
 from callcenter.state.memory import MemoryLiveState
 
 
@@ -68,3 +68,17 @@ async def test_concurrent_reservations_of_one_agent(store: LiveState) -> None:
     results = await asyncio.gather(*(store.reserve(voice(f"c{n}", "a")) for n in range(20)))
     assert sum(results) == 1
     assert await store.load("a") == {"voice": 1}
+
+
+def test_the_memory_store_answers_at_once_with_the_same_guarantees() -> None:
+    store = MemoryLiveState()
+    assert isinstance(store, ImmediateLiveState)
+    for agent in ("a", "b"):
+        assert store.reserve_now(voice("c1", agent, shared=True))
+    assert not store.reserve_now(voice("c2", "a"))  # a's only voice slot is taken
+    assert store.commit_now("c1", "a") == ["b"]
+    assert not store.release_now("c1", "a")
+    assert store.finish_now("c1", "a")
+    assert store.reserve_now(voice("c2", "a"))
+    store.forget_now("c2")
+    assert store.reserve_now(voice("c3", "a"))
