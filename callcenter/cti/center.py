@@ -63,6 +63,9 @@ DIRECT_QUEUE = "direct"
 #: given up, and the direct queue's wrap-up time.
 DIRECT_RING_SECONDS = 30.0
 DIRECT_WRAPUP_SECONDS = 30.0
+#: Longest a call waits for its one agent (who let it ring out, say): then it
+#: overflows, and the caller's flow goes on as after any queue's overflow.
+DIRECT_MAX_WAIT_SECONDS = 120.0
 
 
 def personal_skill(agent: str) -> str:
@@ -292,6 +295,7 @@ class ContactCenter:
             priority=10,
             wrapup_seconds=DIRECT_WRAPUP_SECONDS,
             offer_timeout_seconds=DIRECT_RING_SECONDS,
+            max_wait_seconds=DIRECT_MAX_WAIT_SECONDS,
         )
         self.queues[DIRECT_QUEUE] = direct
         self.stats.thresholds.setdefault(DIRECT_QUEUE, 20)
