@@ -282,6 +282,12 @@ class CallManager:
             for leg in (call.caller, call.agent, call.external)
             if leg is not None and leg.dialog is not None and leg.dialog.key == key
         )
+        if request.method == "REFER" and leg is call.agent and leg.dialog is not None:
+            if leg.dialog.accepts(request):
+                self._spawn(self.transfers.referred(call, server))
+            else:
+                server.reply(500, "CSeq out of order")
+            return True
         what = leg.receive(server)
         if what == "bye":
             self._spawn(self._hung_up(call, leg))

@@ -196,6 +196,10 @@ class Leg:
             server.reply(200)
             self.hung_up_by_peer()
             return "bye"
+        if request.method == "REFER":
+            # Only an agent's phone transfers its call (the call layer takes that REFER).
+            server.reply(403, "No transfer from this leg")
+            return ""
         if request.method not in ("INVITE", "UPDATE"):
             server.reply(200)
             return ""

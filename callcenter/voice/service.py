@@ -26,7 +26,7 @@ from callcenter.voice.auth import SipAuth
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, REFER"
 #: How often lapsed registrations are swept, in seconds.
 SWEEP_SECONDS = 5.0
 
@@ -128,7 +128,7 @@ class VoiceService:
             return
         elif method == "INVITE" and self.calls is not None:
             self.spawn(self._guarded(server, self.calls.invite(server)))
-        elif method in ("BYE", "INFO", "UPDATE", "INVITE"):
+        elif method in ("BYE", "INFO", "UPDATE", "INVITE", "REFER"):
             server.reply(481 if method != "INVITE" else 480)
         else:
             server.reply(405, headers=(("Allow", ALLOW),))

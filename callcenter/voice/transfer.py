@@ -29,6 +29,10 @@ Once it answers, the two agents talk, unheard by the caller. Then:
 A consultation the other agent does not answer, or declines, ends by
 itself; the first agent's console hears of every step through
 ``call_state`` messages with a ``consult`` object (docs/protocols.md).
+
+The agent's phone may transfer the call itself, blind, with a REFER (RFC
+3515) naming an agent's extension, a queue or a number: the same rules as
+from the console apply.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +50,8 @@ from callcenter.media.bridge import Bridge
 from callcenter.media.mixer import Mixer
 from callcenter.media.recorder import Side
 from callcenter.sip.endpoint import Peer, ServerRequest
-from callcenter.sip.message import Response
+from callcenter.sip.message import NameAddr, ParseError, Response
+from callcenter.sip.uri import SipUri
 from callcenter.store.models import User
 from callcenter.voice.dialog import Dialog
 from callcenter.voice.dialplan import DialError
@@ -165,6 +171,57 @@ class Transfers:
         if consult.number:
             done["number"] = consult.number
         return {"consult": done}
+
+    # -- transfers from the agent's phone -------------------------------------------------
+
+    async def referred(self, call: Call, server: ServerRequest) -> None:
+        """The agent's phone transferred the call itself (REFER, RFC 3515): a blind
+        transfer to the agent extension, queue or number in Refer-To, under the same
+        rules as from the console. Answered 202, then one NOTIFY with the outcome
+        (RFC 3515 2.4.5); on success the agent's leg is hung up, as for any blind
+        transfer. An attended transfer (Refer-To with Replaces) is refused: the
+        console's consultation does that."""
+        request = server.request
+        leg = call.agent
+        assert leg is not None
+        try:
+            refer_to = NameAddr.parse(request.header("Refer-To") or "")
+        except ParseError:
+            server.reply(400, "Bad Refer-To")
+            return
+        uri = refer_to.uri
+        if not isinstance(uri, SipUri) or not uri.user:
+            server.reply(400, "Bad Refer-To")
+            return
+        if any(name.lower() == "replaces" for name, _ in uri.headers):
+            server.reply(501, "Attended transfer from the phone not supported")
+            return
+        if call.bridge is None or call.consult is not None:
+            server.reply(403, "Not while the call is held or in a consultation")
+            return
+        server.reply(202, "Accepted")
+        try:
+            transfer = await self._refer_target(call, uri.user)
+        except ContactError as error:
+            log.info("call %s: transfer to %s refused: %s", call.contact_id, uri.user, error)
+            await _notify(leg, "403 Forbidden")
+            return
+        await _notify(leg, "200 OK")
+        if call.ended or call.agent is not leg or call.bridge is None:
+            return  # the call changed while the phone heard the outcome
+        log.info("call %s: the agent's phone transferred it to %s", call.contact_id, uri.user)
+        await transfer()
+
+    async def _refer_target(self, call: Call, name: str) -> Callable[[], Awaitable[None]]:
+        """What transferring to ``name`` does: an agent's extension, a queue, or a number."""
+        user = self.calls.voice.reachable_user(name)
+        if user is not None:
+            target = self.target(call, {"agent": user})
+            return lambda: self.blind(call, target)
+        if name in self.center.queues and name != DIRECT_QUEUE:
+            return lambda: self.calls.requeue(call, name)
+        dialled = await self.dialled(call, name)
+        return lambda: self.blind_to_number(call, dialled)
 
     # -- numbers outside the center ----------------------------------------------------
 
@@ -470,6 +527,28 @@ class Transfers:
         self.calls.talk_again(call)
         self._tell(consult, reason)
         log.info("call %s: consultation ended (%s)", call.contact_id, reason)
+
+
+async def _notify(leg: Leg, status: str) -> None:
+    """The NOTIFY that ends a REFER's implicit subscription with the outcome (RFC 3515)."""
+    dialog = leg.dialog
+    if dialog is None:
+        return
+    notify = dialog.request(
+        "NOTIFY",
+        leg.endpoint.via(dialog.peer.transport),
+        headers=(
+            ("Event", "refer"),
+            ("Subscription-State", "terminated;reason=noresource"),
+            ("Content-Type", "message/sipfrag;version=2.0"),
+        ),
+        body=f"SIP/2.0 {status}\r\n".encode(),
+    )
+    try:
+        # Its answer first, so the phone hears the outcome before any BYE.
+        await asyncio.wait_for(leg.endpoint.request(notify, dialog.peer), 5)
+    except TimeoutError:
+        log.info("no answer to the NOTIFY of a transfer")
 
 
 async def _hang_up(leg: Leg) -> None:
