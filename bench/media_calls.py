@@ -1204,13 +1204,22 @@ async def database(kind: str, folder: Path) -> AsyncIterator[str]:
 
 async def count_in(url: str, query: str) -> int:
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from callcenter.store import db
 
     engine = db.create_engine(url)
     try:
-        async with engine.connect() as conn:
-            return int((await conn.execute(text(query))).scalar_one())
+        for attempt in range(20):
+            try:
+                async with engine.connect() as conn:
+                    return int((await conn.execute(text(query))).scalar_one())
+            except OperationalError as error:
+                # SQLite: the server's spool holds the write lock a moment; read again.
+                if "locked" not in str(error) or attempt == 19:
+                    raise
+                await asyncio.sleep(0.25)
+        raise AssertionError("unreachable")
     finally:
         await engine.dispose()
 
