@@ -25,7 +25,7 @@ checked too: a step whose calls SIPp could not start within the step's time
 After the ladder the benchmark counts the interactions the database holds:
 every call answered should have been logged as one. The count, and the
 number of calls answered, are in the figures; the exit status is non-zero
-when they differ.
+when fewer calls were logged than answered.
 
 Ceiling: the same UAC scenario and the same ladder against SIPp's own UAS,
 pinned to the server's core, running ``bench/scenarios/uas_answer_hangup.xml``
@@ -856,7 +856,9 @@ async def bench(seconds: float, ceiling_cap: int, refinements: int) -> dict[str,
     print(f"  ratio        : {ratio:.3f}  (project / ceiling)")
     print(
         f"  interactions : {recorded:,d} recorded for {answered:,d} calls answered"
-        + ("" if recorded == answered else "  <-- calls that were never logged")
+        # More is fine: a call SIPp gave up on (a timeout under overload) was
+        # still answered, and logged, by the server.
+        + ("" if recorded >= answered else "  <-- calls that were never logged")
     )
     return {
         "max_cps": max_cps,
@@ -902,7 +904,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"run failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(jsonable(figures), allow_nan=False))
-    return 0 if figures["interactions_recorded"] == figures["calls_answered"] else 1
+    return 0 if figures["interactions_recorded"] >= figures["calls_answered"] else 1
 
 
 if __name__ == "__main__":
