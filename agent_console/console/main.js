@@ -161,6 +161,12 @@ function onEvent(event) {
       break;
     }
     case "call_state": {
+      if (event.outbound) {
+        // A call out (click-to-call or a due callback): its progress, as notices.
+        const call = event.outbound;
+        toast(t(`outbound.${call.state}`, { number: call.number, reason: label("outbound.reason", call.reason || "") }));
+        break;
+      }
       const contact = state.contacts.get(event.contact_id);
       if (contact) {
         if ("held" in event) contact.held = Boolean(event.held);

@@ -113,6 +113,9 @@ class Call:
     muted: bool = False
     #: The agent's consultation with another agent, while the caller holds.
     consult: Consult | None = None
+    #: Sent to another queue or agent after talking to one: the flow's queue step
+    #: is behind it, so a wait that ends without an agent ends the call.
+    transferred: bool = False
     #: A number outside the center the call was transferred to, through the trunk.
     external: Leg | None = None
     #: When the caller's session timer is checked next (RFC 4028).
@@ -763,7 +766,10 @@ class CallManager:
                 self._bridge(call)
             case router_events.ContactEnded():
                 if effect.outcome != "done" and not call.ended and call.bridge is None:
-                    self._event(call, ivr.QueueExited(effect.outcome))
+                    if call.transferred:
+                        self._spawn(self._end(call, f"transfer_{effect.outcome}"))
+                    else:
+                        self._event(call, ivr.QueueExited(effect.outcome))
 
     async def _ring(self, call: Call, agent_id: str) -> None:
         contact = self.center.contacts.get(call.contact_id)
@@ -982,6 +988,7 @@ class CallManager:
         note: dict[str, str] | None = None,
     ) -> None:
         """The caller waits in ``queue`` again, as a new contact carrying ``old``'s pop."""
+        call.transferred = True
         contact = self.follow_up_contact(call, old, queue, str(uuid.uuid4()), note)
         call.contact_id = contact.contact_id
         self.by_contact[call.contact_id] = call

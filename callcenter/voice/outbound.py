@@ -251,8 +251,17 @@ class OutboundCalls:
         finally:
             await self._finish(call, reason)
 
+    def _tell(self, call: OutboundCall, state: str, reason: str = "") -> None:
+        """The agent's consoles follow the call: ``outbound`` in a ``call_state`` message
+        with the call's id (docs/protocols.md)."""
+        progress = {"state": state, "number": call.number}
+        if reason:
+            progress["reason"] = reason
+        self.center.call_state(str(call.user_id), call.call_id, {"outbound": progress})
+
     async def _connect(self, call: OutboundCall, found: tuple[Peer, str]) -> str:
         """Ring the agent, then the customer, and bridge them; returns why the call ended."""
+        self._tell(call, "ringing_agent")
         response = await self._ring_agent(
             call, found, f'"{call.number}" <sip:{call.number}@{self.address}>'
         )
@@ -263,9 +272,11 @@ class OutboundCalls:
         if not 200 <= response.status < 300:
             return failure(response.status, "agent")
         call.agent_answered = True
+        self._tell(call, "ringing_customer")
         failed = await self._call_customer(call, call.number)
         if failed:
             return failed
+        self._tell(call, "connected")
         log.info("outbound call %s connected", call.call_id)
         return await call.hung_up
 
@@ -537,6 +548,7 @@ class OutboundCalls:
         if call.contact_id is not None:
             await self._end_contact(call, reason)
             return
+        self._tell(call, "ended", reason)
         await self._record(call, reason)
         if call.callback_id is not None:
             await self._callback_done(call, reason)

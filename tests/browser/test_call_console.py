@@ -125,6 +125,14 @@ async def test_click_to_call_from_the_console(
         await page.fill("#dial-number", NATIONAL)
         await page.press("#dial-number", "Enter")
         await expect(page.locator(".toast").last).to_contain_text("Your phone rings")
+        # The console follows the call: connected, then ended when the customer hangs up.
+        toasts = page.locator(".toast")
+        await expect(toasts.filter(has_text=f"On the call with {CUSTOMER}")).to_have_count(
+            1, timeout=15_000
+        )
+        await expect(
+            toasts.filter(has_text=f"Call with {CUSTOMER} ended: the customer hung up")
+        ).to_have_count(1, timeout=15_000)
         for peer in (customer, phone):  # the agent answered, then the customer
             done = await peer.finish()
             assert done.returncode == 0, done.errors or done.stderr

@@ -139,3 +139,24 @@ async def test_the_agents_phone_holds_and_resumes_the_call(
     await console.type("ok", ref="bye")
     assert (await phone.finish()).returncode == 0  # both answers carried the right direction
     assert (await caller.finish()).returncode == 0
+
+
+@SETTINGS
+async def test_a_transferred_call_nobody_takes_in_time_is_ended(
+    server: Server, client: ApiClient, new_client: Any, tmp_path: Path
+) -> None:
+    console, phone, caller, contact_id = await _connected_call(server, client, new_client, tmp_path)
+    assert server.calls is not None
+    # Billing waits one second at most, and nobody is there to take the call.
+    queues = await client.get("/api/v1/queues")
+    billing = next(q for q in queues.body["items"] if q["name"] == "billing")
+    changed = await client.call("PATCH", f"/api/v1/queues/{billing['id']}", {"max_wait_seconds": 1})
+    assert changed.status == 200, changed.body
+    await console.send(
+        type="call", contact_id=contact_id, action="transfer", queue="billing", ref="t"
+    )
+    await console.type("ok", ref="t")
+    # The flow's queue step is behind the call: it ends rather than waiting on in silence.
+    assert (await caller.finish()).returncode == 0  # our BYE reached the caller
+    assert (await phone.finish()).returncode == 0
+    assert not server.calls.calls
